@@ -1,0 +1,321 @@
+"""The ``musify`` command line: a thin shell over the Python API.
+
+Commands parse options, call one API function and render the result with Rich. No
+behaviour lives here that a Python user could not get from the API.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from musify.errors import MusifyError, UsageError
+from musify.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="musify",
+    help="Musify: a streaming-analytics pipeline for a simulated music service.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+broker_app = typer.Typer(help="The local Kafka-protocol development broker.", no_args_is_help=True)
+app.add_typer(broker_app, name="broker")
+
+err = Console(stderr=True)
+out = Console()
+
+
+def _settings(**overrides: Any) -> Settings:
+    return load_settings(None, **overrides)
+
+
+def _fail(exc: MusifyError) -> NoReturn:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def _time(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    from musify.sim.clock import parse_time
+
+    try:
+        return parse_time(value)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+@app.command()
+def generate(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="eventsim JSON config file (default: Musify's own)."),
+    ] = None,
+    nusers: Annotated[int | None, typer.Option("--nusers", "-n", help="Initial users.")] = None,
+    growth_rate: Annotated[float | None, typer.Option(help="Annual growth rate.")] = None,
+    attrition_rate: Annotated[float | None, typer.Option(help="Annual attrition rate.")] = None,
+    start_time: Annotated[
+        str | None,
+        typer.Option(help="Window start: ISO date-time (UTC unless it has an offset) or now-2d."),
+    ] = None,
+    end_time: Annotated[str | None, typer.Option(help="Window end (exclusive).")] = None,
+    days: Annotated[float | None, typer.Option(help="Window length in days.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    first_user_id: Annotated[int | None, typer.Option(help="First user id.")] = None,
+    tag: Annotated[str | None, typer.Option(help="Tag added to identified events.")] = None,
+    catalog: Annotated[
+        Path | None,
+        typer.Option(
+            help="Song catalog in eventsim's listen_counts.txt.gz format "
+            "(default: a built-in synthetic catalog)."
+        ),
+    ] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="Write DIR/<topic>.jsonl files.")] = None,
+    bootstrap_servers: Annotated[
+        str | None, typer.Option(help="Produce to Kafka at HOST:PORT.")
+    ] = None,
+    stdout: Annotated[bool, typer.Option("--stdout", help="Write events to stdout.")] = False,
+    stdout_topic: Annotated[
+        str, typer.Option(help="The topic --stdout writes (page_view_events holds every event).")
+    ] = "page_view_events",
+    partitions: Annotated[
+        int | None, typer.Option(help="Partitions of topics created on Kafka.")
+    ] = None,
+    continuous: Annotated[
+        bool, typer.Option("--continuous", help="After the history, keep going in real time.")
+    ] = False,
+    speed: Annotated[float, typer.Option(help="Simulated seconds per wall-clock second.")] = 1.0,
+    faults: Annotated[
+        str | None,
+        typer.Option(
+            help="Inject faults: 'default' or e.g. 'duplicate=0.01,late=0.005,reorder=0.01,"
+            "malformed=0.001'."
+        ),
+    ] = None,
+    fault_manifest: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to record injected faults (default: next to the output, "
+            "or MUSIFY_HOME/generator/faults.jsonl)."
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default: one per CPU core).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    json_summary: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Simulate a music service's users and write their events (eventsim-compatible)."""
+    from musify.sim import GenerateOptions, generate_events
+    from musify.sim.faults import FaultRates
+
+    try:
+        chosen = [output_dir is not None, bootstrap_servers is not None, stdout]
+        if sum(chosen) != 1:
+            raise UsageError("choose exactly one of --output-dir, --bootstrap-servers, --stdout")
+        if stdout and json_summary:
+            raise UsageError("--json prints to stdout: it cannot be combined with --stdout")
+        settings = _settings(workers=workers)
+        settings.ensure_dirs()
+        rates = FaultRates.parse(faults) if faults is not None else None
+        manifest = fault_manifest
+        if rates is not None and manifest is None:
+            manifest = (
+                (output_dir / "faults.jsonl")
+                if output_dir
+                else (settings.generator_dir / "faults.jsonl")
+            )
+        opts = GenerateOptions(
+            config=config,
+            n_users=nusers,
+            growth_rate=growth_rate,
+            attrition_rate=attrition_rate,
+            start=_time(start_time, "--start-time"),
+            end=_time(end_time, "--end-time"),
+            days=days,
+            seed=seed,
+            first_user_id=first_user_id,
+            tag=tag,
+            catalog=catalog,
+            continuous=continuous,
+            speed=speed,
+            workers=settings.workers,
+            faults=rates,
+            fault_manifest=manifest,
+            cache_dir=settings.cache_dir,
+        )
+        with _progress_bar(enabled=not quiet) as on_progress:
+            summary = generate_events(
+                opts,
+                output_dir=output_dir,
+                bootstrap_servers=bootstrap_servers,
+                stdout_topic=stdout_topic if stdout else None,
+                partitions=partitions or settings.topic_partitions,
+                replication=settings.topic_replication,
+                on_progress=on_progress,
+            )
+    except MusifyError as exc:
+        _fail(exc)
+    if json_summary:
+        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif not quiet:
+        _print_summary(summary)
+
+
+@contextmanager
+def _progress_bar(enabled: bool) -> Iterator[Callable[[Any], None] | None]:
+    """A progress bar with the event rate on stderr, or nothing when disabled."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[sim]}"),
+        TextColumn("{task.fields[events]} events, {task.fields[rate]}/s"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+    task = bar.add_task("simulating", total=None, sim="", events="0", rate="0")
+
+    def update(p: Any) -> None:
+        from musify.sim.clock import from_epoch
+
+        if not bar.live.is_started:
+            bar.start()
+        span = p.end - p.start
+        total = span if p.end < 2**62 else None
+        done = max(0, min(p.sim_time - p.start, span))
+        bar.update(
+            task,
+            description="live" if p.live else "simulating",
+            total=total,
+            completed=done,
+            sim=f"{from_epoch(p.sim_time):%Y-%m-%d %H:%M}",
+            events=f"{p.lines:,}",
+            rate=f"{p.lines / max(p.elapsed, 1e-9):,.0f}",
+        )
+
+    try:
+        yield update
+    finally:
+        if bar.live.is_started:
+            bar.stop()
+
+
+def _print_summary(summary: dict[str, object]) -> None:
+    t = Table(title="musify generate", show_header=True, header_style="bold")
+    t.add_column("topic")
+    t.add_column("events", justify="right")
+    events = summary["events"]
+    assert isinstance(events, dict)
+    for topic, n in events.items():
+        t.add_row(topic, f"{n:,}")
+    t.add_row("[bold]total[/]", f"[bold]{sum(events.values()):,}[/]")
+    err.print(t)
+    err.print(
+        f"window {summary['start']} → {summary['end'] or '(open)'}, users {summary['users']:,}, "
+        f"{summary['seconds']} s, {summary['page_views_per_second']:,} page views/s "
+        f"({summary['lines_per_second']:,} lines/s) → {summary['target']}",
+        highlight=False,
+    )
+    if summary.get("faults"):
+        err.print(
+            f"faults injected: {summary['faults']} (manifest: {summary['fault_manifest']})",
+            highlight=False,
+        )
+
+
+@app.command()
+def validate(
+    directory: Annotated[Path, typer.Argument(help="Folder written by --output-dir.")],
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="The config that made it (default: Musify's own)."),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    """Check generated events against the config's statistics and eventsim's invariants."""
+    from musify.sim.validate import validate_dir
+
+    try:
+        from musify.sim.config import BUILTIN_CONFIG
+
+        report = validate_dir(directory, config or BUILTIN_CONFIG)
+    except MusifyError as exc:
+        _fail(exc)
+    if json_out:
+        sys.stdout.write(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        report.render(out)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@broker_app.command("start")
+def broker_start(
+    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default 9092).")] = None,
+) -> None:
+    """Start the local broker in the background and print its bootstrap address."""
+    from musify.broker.local import start_broker
+
+    try:
+        info = start_broker(_settings(broker_port=port))
+    except MusifyError as exc:
+        _fail(exc)
+    out.print(info.bootstrap_servers, highlight=False)
+    err.print(f"broker running (pid {info.pid}, log {info.log_path})", highlight=False)
+
+
+@broker_app.command("stop")
+def broker_stop() -> None:
+    """Stop the local broker (its topics are in memory and are lost)."""
+    from musify.broker.local import stop_broker
+
+    try:
+        stopped = stop_broker(_settings())
+    except MusifyError as exc:
+        _fail(exc)
+    err.print("broker stopped" if stopped else "no broker was running")
+
+
+@broker_app.command("status")
+def broker_status() -> None:
+    """Is the local broker running, and where?"""
+    from musify.broker.local import broker_status as status
+
+    try:
+        st = status(_settings())
+    except MusifyError as exc:
+        _fail(exc)
+    if st.running:
+        out.print(f"running: {st.bootstrap_servers} (pid {st.pid})", highlight=False)
+    else:
+        out.print("not running")
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app()
+    except MusifyError as exc:  # raised outside a command, e.g. bad MUSIFY_* variables
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

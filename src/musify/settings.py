@@ -1,0 +1,117 @@
+"""Typed, frozen settings with one environment layer.
+
+Precedence, highest first: explicit arguments (the CLI passes its options here), then
+``MUSIFY_*`` environment variables, then the defaults below. Nothing else reads the
+environment: every component gets a ``Settings`` object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from musify.errors import UsageError
+
+ENV_PREFIX = "MUSIFY_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about a Musify installation.
+
+    Each field ``name`` is set from the environment variable ``MUSIFY_NAME``.
+    """
+
+    #: The one folder holding all local state: lake, checkpoints, warehouse, logs, pids.
+    home: Path = Path(".musify")
+    #: Kafka bootstrap servers used when a command is not given ``--bootstrap-servers``.
+    bootstrap_servers: str = "127.0.0.1:9092"
+    #: Port of the local development broker (``musify broker start``).
+    broker_port: int = 9092
+    #: Interface servers bind to; loopback unless deliberately opened.
+    bind_host: str = "127.0.0.1"
+    #: Partitions for topics Musify creates.
+    topic_partitions: int = 3
+    #: Replication factor for topics Musify creates (3 on a real cluster).
+    topic_replication: int = 1
+    #: Worker processes for the generator; 0 = one per CPU core.
+    workers: int = 0
+
+    # Derived locations. They are properties, not fields, so they always follow ``home``.
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        """Pid files and other facts about running processes."""
+        return self.home / "run"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Tables derived from installed packages, rebuilt when those packages change."""
+        return self.home / "cache"
+
+    @property
+    def generator_dir(self) -> Path:
+        return self.home / "generator"
+
+    def ensure_dirs(self) -> None:
+        for d in (self.home, self.logs_dir, self.run_dir, self.cache_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _parse(name: str, raw: str, annotation: Any) -> Any:
+    target = annotation
+    if isinstance(target, types.UnionType) or typing.get_origin(target) is typing.Union:
+        target = next(a for a in typing.get_args(target) if a is not type(None))
+    try:
+        if target is Path:
+            return Path(raw).expanduser()
+        if target is bool:
+            low = raw.strip().lower()
+            if low in {"1", "true", "yes", "on"}:
+                return True
+            if low in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if target in (int, float, str):
+            return target(raw)
+    except ValueError:
+        pass
+    else:
+        raise TypeError(f"unsupported settings type {annotation!r} for {name}")
+    raise UsageError(f"environment variable {name}={raw!r} is not a valid {target.__name__}")
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build settings from defaults, the ``MUSIFY_*`` environment, then ``overrides``.
+
+    Unknown ``MUSIFY_*`` variables are rejected so a typo cannot be silently ignored.
+    """
+    env = os.environ if environ is None else environ
+    hints = typing.get_type_hints(Settings)
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name not in fields:
+            known = ", ".join(ENV_PREFIX + f.upper() for f in sorted(fields))
+            raise UsageError(f"unknown environment variable {key} (known: {known})")
+        values[name] = _parse(key, raw, hints[name])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)
+
+
+__all__ = ["ENV_PREFIX", "Settings", "load_settings"]

@@ -1,0 +1,54 @@
+"""Shared fixtures: paths to ../shared (skipped cleanly when absent) and small runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def shared_file(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is not available (../shared is absent)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def example_config() -> Path:
+    """eventsim's example config, as the original Streamify pipeline used it."""
+    return shared_file("eventsim", "example-config.json")
+
+
+@pytest.fixture(scope="session")
+def musify_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One people-table cache for the whole session (building it takes seconds)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line]
+
+
+@pytest.fixture(scope="session")
+def run_generator(musify_cache: Path) -> Callable[..., tuple[Path, dict[str, Any]]]:
+    """Run the generator into a fresh folder: run_generator(out_dir, **options)."""
+    from musify.sim import GenerateOptions, generate_events
+    from musify.sim.clock import parse_time
+
+    def _run(out: Path, **kw: Any) -> tuple[Path, dict[str, Any]]:
+        for key in ("start", "end"):
+            if isinstance(kw.get(key), str):
+                kw[key] = parse_time(kw[key])
+        kw.setdefault("workers", 1)
+        kw.setdefault("cache_dir", musify_cache)
+        summary = generate_events(GenerateOptions(**kw), output_dir=out)
+        return out, summary
+
+    return _run

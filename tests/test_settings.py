@@ -1,0 +1,39 @@
+from pathlib import Path
+
+import pytest
+
+from musify.errors import UsageError
+from musify.settings import Settings, load_settings
+
+
+def test_defaults() -> None:
+    s = load_settings(environ={})
+    assert s == Settings()
+    assert s.home == Path(".musify")
+    assert s.bind_host == "127.0.0.1"
+    assert s.logs_dir == Path(".musify/logs")
+
+
+def test_environment_layer_and_overrides() -> None:
+    env = {"MUSIFY_HOME": "/tmp/x", "MUSIFY_BROKER_PORT": "19092", "PATH": "/bin"}
+    s = load_settings(environ=env)
+    assert s.home == Path("/tmp/x")
+    assert s.broker_port == 19092
+    # explicit arguments beat the environment; None means "not given"
+    s2 = load_settings(environ=env, broker_port=1234, home=None)
+    assert s2.broker_port == 1234
+    assert s2.home == Path("/tmp/x")
+
+
+def test_settings_are_frozen() -> None:
+    s = Settings()
+    with pytest.raises(AttributeError):
+        s.home = Path("/elsewhere")  # type: ignore[misc]
+    assert s.replace(broker_port=1).broker_port == 1
+
+
+def test_bad_values_name_the_variable() -> None:
+    with pytest.raises(UsageError, match="MUSIFY_BROKER_PORT"):
+        load_settings(environ={"MUSIFY_BROKER_PORT": "ninety"})
+    with pytest.raises(UsageError, match="MUSIFY_HOMER"):
+        load_settings(environ={"MUSIFY_HOMER": "/tmp"})
