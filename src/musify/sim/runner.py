@@ -44,8 +44,16 @@ from musify.sim.engine import (
 from musify.sim.faults import Batch, FaultInjector, FaultRates
 from musify.sim.sinks import Sink
 
-#: Simulated seconds per chunk when catching up on history.
+#: Simulated seconds per chunk when catching up on history, for up to CHUNK_USERS users;
+#: larger populations get proportionally shorter chunks so a chunk's events stay small.
 HISTORY_CHUNK = 3600
+CHUNK_USERS = 200_000
+
+
+def history_chunk(n_users: int) -> int:
+    """Chunk length: a function of the arguments only, so output stays deterministic."""
+    return max(60, HISTORY_CHUNK * CHUNK_USERS // max(n_users, CHUNK_USERS))
+
 #: The engine's topic order (see engine.PAGE_VIEW ...), mapped to topic names.
 ENGINE_TOPICS = ("page_view_events", "listen_events", "auth_events", "status_change_events")
 assert set(ENGINE_TOPICS) == set(TOPIC_NAMES)
@@ -420,8 +428,10 @@ def run(
     progress.startup_seconds = time.monotonic() - t0
     cursor = plan.start - WARMUP_SECONDS
 
+    chunk = history_chunk(spec.n_users)
+
     def history_target() -> int:
-        nxt = plan.start + HISTORY_CHUNK if cursor < plan.start else cursor + HISTORY_CHUNK
+        nxt = plan.start + chunk if cursor < plan.start else cursor + chunk
         limit = min(plan.end, int(clock())) if plan.continuous else plan.end
         return min(nxt, limit)
 

@@ -1,0 +1,1 @@
+"""Musify's benchmarks: one module per figure the issues name; `make bench` runs all."""

@@ -1,0 +1,23 @@
+"""`make bench`: run every benchmark and print its figures."""
+
+from __future__ import annotations
+
+import sys
+
+from benchmarks import bench_generator
+
+BENCHMARKS = {"generator": bench_generator.main}
+
+
+def main() -> None:
+    chosen = sys.argv[1:] or list(BENCHMARKS)
+    for name in chosen:
+        if name not in BENCHMARKS:
+            sys.exit(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARKS)})")
+        BENCHMARKS[name]([])
+        print()
+    print("results saved under benchmarks/results/")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Measurement helpers: run a command, sample the RSS of its process tree, take medians.
+
+The machines are noisy, so every figure is a median over repeats, and where it makes
+sense it is reported as a ratio against a baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+RESULTS = REPO / "benchmarks" / "results"
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size: resident memory with pages shared by n processes counted
+    1/n each, so forked workers sharing copy-on-write pages are not counted twice."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * PAGE_SIZE
+    except OSError:
+        return 0
+
+
+def tree_rss(pid: int) -> int:
+    """Memory of a process and all its descendants (sum of PSS), in bytes."""
+    total = 0
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        total += _pss(p)
+        stack.extend(_children(p))
+    return total
+
+
+@dataclass
+class Measured:
+    seconds: float
+    peak_rss: int
+    stdout: str
+
+    def json(self) -> Any:
+        return orjson.loads(self.stdout)
+
+
+def measure(cmd: Sequence[str], env: dict[str, str] | None = None) -> Measured:
+    """Run cmd to completion, sampling the process tree's RSS every 20 ms."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, **(env or {})})
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_rss(proc.pid))
+            time.sleep(0.02)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    out, err = proc.communicate()
+    done.set()
+    th.join()
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.decode()}")
+    return Measured(seconds, peak, out.decode())
+
+
+def musify_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "musify", *args]
+
+
+def median(xs: Sequence[float]) -> float:
+    return statistics.median(xs)
+
+
+def save(name: str, result: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    return path
