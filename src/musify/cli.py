@@ -233,6 +233,7 @@ def _print_summary(summary: dict[str, object]) -> None:
         f"{summary['seconds']} s, {summary['page_views_per_second']:,} page views/s "
         f"({summary['lines_per_second']:,} lines/s) → {summary['target']}",
         highlight=False,
+        soft_wrap=True,
     )
     if summary.get("faults"):
         err.print(

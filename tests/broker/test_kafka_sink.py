@@ -1,0 +1,217 @@
+"""KafkaSink and the Kafka helpers against a real (local Tansu) broker."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import KafkaError
+from confluent_kafka.admin import AdminClient
+
+from musify.broker.kafka import KafkaSink, check_reachable, ensure_topics
+from musify.broker.local import free_port, start_broker, stop_broker
+from musify.errors import BrokerError, UsageError
+from musify.events import TOPIC_NAMES
+from musify.settings import Settings
+from tests.broker.conftest import Record, consume
+
+pytestmark = pytest.mark.broker
+
+TOPIC = "listen_events"
+
+
+def _lines(tag: str, n: int, n_keys: int, start: int = 0) -> tuple[list[int], list[bytes]]:
+    """n lines over n_keys users; each line carries its user and a sequence number."""
+    keys = [1000 + (start + i) % n_keys for i in range(n)]
+    lines = [
+        orjson.dumps({"tag": tag, "user": k, "seq": start + i}) + b"\n" for i, k in enumerate(keys)
+    ]
+    return keys, lines
+
+
+def _write(sink: KafkaSink, keys: list[int], lines: list[bytes], batch: int = 500) -> None:
+    for i in range(0, len(lines), batch):
+        sink.write(TOPIC, keys[i : i + batch], lines[i : i + batch])
+
+
+def _check_keyed_order(records: list[Record]) -> None:
+    """Each user on one partition, with the user's lines in the order written."""
+    by_key: dict[bytes | None, list[Record]] = defaultdict(list)
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        by_key[r.key].append(r)
+    for key, recs in by_key.items():
+        assert len({r.partition for r in recs}) == 1, f"user {key!r} on several partitions"
+        events = [orjson.loads(r.value) for r in recs]
+        assert all(str(e["user"]).encode() == key for e in events)
+        seqs = [e["seq"] for e in events]
+        assert seqs == sorted(seqs), f"user {key!r}'s events are out of order"
+
+
+def test_check_reachable_fails_fast_on_a_closed_port() -> None:
+    bootstrap = f"127.0.0.1:{free_port()}"
+    t0 = time.monotonic()
+    with pytest.raises(BrokerError, match=f"cannot reach Kafka at {bootstrap} within 3 s"):
+        check_reachable(bootstrap, timeout=3)
+    assert time.monotonic() - t0 < 6
+
+
+def test_open_fails_fast_without_a_broker() -> None:
+    sink = KafkaSink(f"127.0.0.1:{free_port()}")
+    t0 = time.monotonic()
+    with pytest.raises(BrokerError, match="cannot reach Kafka"):
+        sink.open()
+    assert time.monotonic() - t0 < 8
+
+
+def test_ensure_topics_creates_missing_topics_once(broker: str) -> None:
+    check_reachable(broker)
+    ensure_topics(broker, ["a", "b"], partitions=3, replication=1)
+    ensure_topics(broker, ["a", "b", "c"], partitions=2, replication=1)  # a, b exist
+    meta = AdminClient({"bootstrap.servers": broker}).list_topics(timeout=5).topics
+    assert {t: len(meta[t].partitions) for t in "abc"} == {"a": 3, "b": 3, "c": 2}
+
+
+def test_ensure_topics_reports_bad_requests_quickly() -> None:
+    # (Tansu accepts any partition count and replication factor, so the broker's own
+    # refusals cannot be tested here.)
+    with pytest.raises(UsageError, match="partitions must be at least 1"):
+        ensure_topics("127.0.0.1:1", ["x"], partitions=0, replication=1)
+    t0 = time.monotonic()
+    with pytest.raises(BrokerError, match="cannot reach Kafka"):
+        ensure_topics(f"127.0.0.1:{free_port()}", ["x"], 1, 1, timeout=3)
+    assert time.monotonic() - t0 < 5
+
+
+def test_sink_delivers_every_line_keyed_and_in_order(broker: str) -> None:
+    n = 20_000
+    keys, lines = _lines("a", n, n_keys=97)
+    sink = KafkaSink(broker, partitions=3)
+    assert sink.target == f"kafka {broker}"
+    with sink:
+        _write(sink, keys, lines)
+    assert sink.delivered == n and sink.failed_attempts == 0
+
+    meta = AdminClient({"bootstrap.servers": broker}).list_topics(timeout=5).topics
+    assert set(TOPIC_NAMES) <= set(meta)
+    assert all(len(meta[t].partitions) == 3 for t in TOPIC_NAMES)
+
+    records = consume(broker, TOPIC, n)
+    assert len(records) == n
+    assert sorted(r.value for r in records) == sorted(lines)  # trailing newline kept
+    assert len({r.partition for r in records}) == 3  # keys spread over partitions
+    _check_keyed_order(records)
+
+
+def test_sink_recovers_from_a_broker_restart(broker_settings: Settings) -> None:
+    s = broker_settings
+    bootstrap = start_broker(s).bootstrap_servers
+    try:
+        sink = KafkaSink(bootstrap)
+        sink.open()
+        _write(sink, *_lines("before", 2_000, n_keys=10))
+        sink.flush()
+        assert sink.delivered == 2_000
+
+        stop_broker(s, timeout=1.0)  # memory-only: its topics are gone
+        start_broker(s)
+        keys, lines = _lines("after", 3_000, n_keys=10)
+        t0 = time.monotonic()
+        _write(sink, keys, lines)
+        sink.flush()
+        assert time.monotonic() - t0 < 15
+        sink.close()
+        assert sink.producers_created >= 2  # the stale idempotent producer was replaced
+
+        records = consume(bootstrap, TOPIC, 3_000)
+        after = [r for r in records if orjson.loads(r.value)["tag"] == "after"]
+        assert sorted(r.value for r in after) == sorted(lines)
+        _check_keyed_order(after)
+    finally:
+        stop_broker(s)
+
+
+def test_sink_replaces_a_producer_after_a_fatal_error(broker: str) -> None:
+    keys, lines = _lines("fatal", 5_000, n_keys=20)
+    with KafkaSink(broker) as sink:
+        assert isinstance(sink, KafkaSink)
+        _write(sink, keys[:2_500], lines[:2_500])
+        # What librdkafka reports when, e.g., an idempotent producer is fenced.
+        sink._on_error(KafkaError(KafkaError._FATAL, "injected", fatal=True))
+        _write(sink, keys[2_500:], lines[2_500:])
+    assert sink.producers_created == 2
+    records = consume(broker, TOPIC, 5_000)
+    # At least once: messages purged in flight may have been stored already.
+    assert {r.value for r in records} == set(lines)
+
+
+def test_continuous_sink_buffers_while_the_broker_is_down(broker_settings: Settings) -> None:
+    s = broker_settings
+    bootstrap = start_broker(s).bootstrap_servers
+    try:
+        sink = KafkaSink(bootstrap, continuous=True)
+        sink.open()
+        _write(sink, *_lines("first", 500, n_keys=5))
+        sink.flush()
+
+        stop_broker(s, timeout=1.0)
+        down_keys, down_lines = _lines("down", 1_000, n_keys=5, start=500)
+        _write(sink, down_keys, down_lines)
+        t0 = time.monotonic()
+        sink.flush()  # the broker is away: keeps the events, does not raise
+        assert time.monotonic() - t0 < 10
+
+        start_broker(s)
+        up_keys, up_lines = _lines("up", 1_000, n_keys=5, start=1_500)
+        _write(sink, up_keys, up_lines)
+        sink.close()  # waits for everything
+
+        records = consume(bootstrap, TOPIC, 2_000)
+        got = [r for r in records if orjson.loads(r.value)["tag"] in ("down", "up")]
+        assert sorted(r.value for r in got) == sorted(down_lines + up_lines)
+        _check_keyed_order(got)
+    finally:
+        stop_broker(s)
+
+
+def test_flush_reports_undelivered_events(broker_settings: Settings) -> None:
+    s = broker_settings
+    bootstrap = start_broker(s).bootstrap_servers
+    try:
+        sink = KafkaSink(bootstrap, flush_timeout=2.0)
+        sink.open()
+        stop_broker(s, timeout=1.0)
+        _write(sink, *_lines("lost", 10, n_keys=2))
+        t0 = time.monotonic()
+        with pytest.raises(BrokerError, match="10 events"):
+            sink.flush()
+        assert time.monotonic() - t0 < 8
+        sink.close()  # after the error: does not wait again
+    finally:
+        stop_broker(s)
+
+
+@pytest.mark.slow
+def test_generate_into_the_broker(broker: str, example_config: Path, musify_cache: Path) -> None:
+    from musify.sim import GenerateOptions, generate_events
+
+    opts = GenerateOptions(
+        config=example_config, n_users=50, days=1, seed=1, workers=1, cache_dir=musify_cache
+    )
+    summary = generate_events(opts, bootstrap_servers=broker)
+    assert summary["target"] == f"kafka {broker}"
+    counts = summary["events"]
+    assert set(counts) == set(TOPIC_NAMES) and counts["page_view_events"] > 0
+    for topic in TOPIC_NAMES:
+        records = consume(broker, topic, counts[topic])
+        assert len(records) == counts[topic], topic
+        # One user's events are on one partition, in event-time order.
+        by_key: dict[bytes | None, list[Record]] = defaultdict(list)
+        for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+            by_key[r.key].append(r)
+        for key, recs in by_key.items():
+            assert len({r.partition for r in recs}) == 1
+            ts = [orjson.loads(r.value)["ts"] for r in recs]
+            assert ts == sorted(ts), f"{topic}: user {key!r} out of order"
