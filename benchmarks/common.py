@@ -74,8 +74,9 @@ class Measured:
 def measure(cmd: Sequence[str], env: dict[str, str] | None = None) -> Measured:
     """Run cmd to completion, sampling the process tree's RSS every 20 ms."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})}
+    )
     peak = 0
     done = threading.Event()
 

@@ -79,9 +79,14 @@ START_LIVE = NOW
 
 def test_history_then_live_paced_by_the_clock() -> None:
     clock = FakeClock(NOW)
-    opts = GenerateOptions(config=BUILTIN_CONFIG, n_users=3000, continuous=True,
-                           start=datetime.fromtimestamp(NOW - 3 * 3600, UTC),
-                           end=datetime.fromtimestamp(NOW + 600, UTC), workers=1)
+    opts = GenerateOptions(
+        config=BUILTIN_CONFIG,
+        n_users=3000,
+        continuous=True,
+        start=datetime.fromtimestamp(NOW - 3 * 3600, UTC),
+        end=datetime.fromtimestamp(NOW + 600, UTC),
+        workers=1,
+    )
     plan = plan_run(opts, now=datetime.fromtimestamp(NOW, UTC))
     sink = RecordingSink(clock)
     progress = run(plan, sink, clock=clock, sleep=clock.sleep)
@@ -98,8 +103,9 @@ def test_history_then_live_paced_by_the_clock() -> None:
 
 def test_speed_runs_simulated_time_faster() -> None:
     clock = FakeClock(NOW)
-    opts = GenerateOptions(config=BUILTIN_CONFIG, n_users=200, continuous=True, speed=60,
-                           days=1 / 24, workers=1)
+    opts = GenerateOptions(
+        config=BUILTIN_CONFIG, n_users=200, continuous=True, speed=60, days=1 / 24, workers=1
+    )
     plan = plan_run(opts, now=datetime.fromtimestamp(NOW, UTC))
     run(plan, MemorySink(), clock=clock, sleep=clock.sleep)
     # an hour of simulated time at 60x takes about a minute of wall-clock time

@@ -42,6 +42,7 @@ from musify.sim.engine import (
     new_outs,
 )
 from musify.sim.faults import Batch, FaultInjector, FaultRates
+from musify.sim.people import load_people
 from musify.sim.sinks import Sink
 
 #: Simulated seconds per chunk when catching up on history, for up to CHUNK_USERS users;
@@ -53,6 +54,7 @@ CHUNK_USERS = 200_000
 def history_chunk(n_users: int) -> int:
     """Chunk length: a function of the arguments only, so output stays deterministic."""
     return max(60, HISTORY_CHUNK * CHUNK_USERS // max(n_users, CHUNK_USERS))
+
 
 #: The engine's topic order (see engine.PAGE_VIEW ...), mapped to topic names.
 ENGINE_TOPICS = ("page_view_events", "listen_events", "auth_events", "status_change_events")
@@ -300,6 +302,9 @@ class _Pool:
             model = Model(spec)
             self.local = [Block(model, b) for b in range(self.n_blocks)]
             return
+        # Build the people tables (and their on-disk cache) once, before the workers
+        # start: forked workers inherit them instead of each building them again.
+        load_people(Path(spec.cache_dir) if spec.cache_dir else None)
         ctx: Any = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         for w in range(workers):
             parent, child = ctx.Pipe()

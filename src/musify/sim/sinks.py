@@ -61,7 +61,7 @@ class FileSink(Sink):
             self.directory.mkdir(parents=True, exist_ok=True)
             mode = "ab" if self.append else "wb"
             for topic, path in self.paths().items():
-                self._files[topic] = path.open(mode, buffering=1 << 20)  # noqa: SIM115
+                self._files[topic] = path.open(mode, buffering=1 << 20)
         except OSError as exc:
             self.close()
             raise UsageError(f"cannot write to {self.directory}: {exc.strerror}") from None
