@@ -12,7 +12,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[broker,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[broker,stream,dev]'
 	touch $(STAMP)
 
 # The main job on the embedded defaults: a day of a 1,000-user service into MUSIFY_HOME.

@@ -267,6 +267,120 @@ def validate(
     raise typer.Exit(0 if report.ok else 1)
 
 
+@app.command()
+def stream(
+    bootstrap_servers: Annotated[
+        str | None, typer.Option(help="Kafka to read (default: MUSIFY_BOOTSTRAP_SERVERS).")
+    ] = None,
+    trigger: Annotated[
+        str | None,
+        typer.Option(
+            help="Micro-batch period, e.g. 2m or 30s (default: MUSIFY_STREAM_TRIGGER, 2m)."
+        ),
+    ] = None,
+    until_caught_up: Annotated[
+        bool,
+        typer.Option("--until-caught-up", help="Process everything the topics hold, then exit."),
+    ] = False,
+    master: Annotated[
+        str | None, typer.Option(help="Spark master: local[*] (default) or a cluster URL.")
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(help="musify_kafka (built in) or kafka (Spark's connector, if installed)."),
+    ] = None,
+    reset_on_data_loss: Annotated[
+        bool,
+        typer.Option(
+            "--reset-on-data-loss",
+            help="If the broker lost data, continue from what it has instead of stopping.",
+        ),
+    ] = False,
+    max_offsets_per_trigger: Annotated[
+        int | None, typer.Option(help="At most this many messages per micro-batch.")
+    ] = None,
+) -> None:
+    """Stream the four topics into the Parquet lake (Spark Structured Streaming)."""
+    from musify.stream import StreamOptions, parse_trigger, run_stream
+
+    try:
+        settings = _settings(
+            bootstrap_servers=bootstrap_servers,
+            spark_master=master,
+            kafka_source=source,
+            stream_trigger=trigger,
+        )
+        opts = StreamOptions(
+            bootstrap_servers=settings.bootstrap_servers,
+            trigger_seconds=parse_trigger(settings.stream_trigger),
+            until_caught_up=until_caught_up,
+            master=settings.spark_master,
+            source=settings.kafka_source,
+            reset_on_data_loss=reset_on_data_loss,
+            max_offsets_per_trigger=max_offsets_per_trigger,
+        )
+        summary = run_stream(settings, opts)
+    except MusifyError as exc:
+        _fail(exc)
+    rows = summary["rows"]
+    err.print(
+        f"stream: {summary['batches']} micro-batches, "
+        + ", ".join(f"{t} {n:,}" for t, n in rows.items())
+        + f", quarantined {summary['quarantined']:,} → {summary['lake']} "
+        f"({summary['seconds']} s)",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def status(
+    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """The state of each local component: broker, stream."""
+    from musify.broker.local import broker_status as b_status
+    from musify.stream.status import stream_status
+
+    try:
+        settings = _settings()
+        b = b_status(settings)
+        s = stream_status(settings)
+    except MusifyError as exc:
+        _fail(exc)
+    if json_out:
+        doc = {
+            "broker": {
+                "running": b.running,
+                "pid": b.pid,
+                "bootstrap_servers": b.bootstrap_servers,
+            },
+            "stream": s,
+        }
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    t = Table(title=f"musify status ({settings.home})", header_style="bold")
+    t.add_column("component")
+    t.add_column("state")
+    t.add_column("details")
+    t.add_row(
+        "broker",
+        "[green]running[/]" if b.running else "[dim]stopped[/]",
+        b.bootstrap_servers + (f" (pid {b.pid})" if b.pid else ""),
+    )
+    last = s.get("last_batch")
+    details = "no micro-batch yet"
+    if last:
+        rows = last.get("rows", {})
+        details = (
+            f"batch {last['batch_id']} {s.get('age_s', '?')} s ago: "
+            f"{sum(rows.values()):,} rows, {last.get('quarantined', 0):,} quarantined, "
+            f"lag {last.get('lag')}, freshness {last.get('freshness_s')} s, "
+            f"{last.get('duration_ms')} ms"
+        )
+    t.add_row("stream", "[green]running[/]" if s["running"] else "[dim]stopped[/]", details)
+    out.print(t)
+
+
 @broker_app.command("start")
 def broker_start(
     port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default 9092).")] = None,

@@ -42,6 +42,15 @@ class Settings:
     topic_replication: int = 1
     #: Worker processes for the generator; 0 = one per CPU core.
     workers: int = 0
+    #: The lake: a folder, or a gs:// URL; empty means MUSIFY_HOME/lake.
+    lake: str = ""
+    #: Spark master for the stream job: local[*] or a cluster URL.
+    spark_master: str = "local[*]"
+    #: Spark source of the stream: musify_kafka (Python, built in) or kafka (the native
+    #: connector, where its jar is installed).
+    kafka_source: str = "musify_kafka"
+    #: Micro-batch period of the stream, e.g. 2m, 30s.
+    stream_trigger: str = "2m"
 
     # Derived locations. They are properties, not fields, so they always follow ``home``.
     @property
@@ -61,6 +70,14 @@ class Settings:
     @property
     def generator_dir(self) -> Path:
         return self.home / "generator"
+
+    @property
+    def lake_root(self) -> str:
+        return self.lake or str(self.home / "lake")
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.home / "checkpoints"
 
     def ensure_dirs(self) -> None:
         for d in (self.home, self.logs_dir, self.run_dir, self.cache_dir):

@@ -1,0 +1,284 @@
+"""The stream job end to end: real broker, real Spark, counted exactly once.
+
+Each test produces events with the generator into a local broker, runs the stream and
+counts what a plain DuckDB glob over the lake returns.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pytest
+
+from musify.broker.local import free_port, running_broker
+from musify.events import TOPIC_NAMES
+from musify.lake import Lake
+from musify.settings import Settings
+from musify.sim import GenerateOptions, generate_events
+from musify.sim.config import BUILTIN_CONFIG
+from musify.sim.faults import FaultRates
+
+pytestmark = [pytest.mark.spark, pytest.mark.broker, pytest.mark.slow]
+
+START = datetime(2024, 3, 18, tzinfo=UTC)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[tuple[str, Path, int]]:
+    port = free_port()
+    home = tmp_path / "broker-home"
+    with running_broker(port, home) as bootstrap:
+        yield bootstrap, home, port
+
+
+def produce(
+    bootstrap: str,
+    cache: Path,
+    *,
+    users: int = 150,
+    day: int = 0,
+    seed: int = 1,
+    first_user_id: int = 1,
+    faults: FaultRates | None = None,
+    manifest: Path | None = None,
+) -> dict[str, int]:
+    opts = GenerateOptions(
+        config=BUILTIN_CONFIG,
+        n_users=users,
+        start=START + timedelta(days=day),
+        days=1,
+        seed=seed,
+        first_user_id=first_user_id,
+        workers=1,
+        cache_dir=cache,
+        faults=faults,
+        fault_manifest=manifest,
+    )
+    counts: dict[str, int] = generate_events(opts, bootstrap_servers=bootstrap)["events"]
+    return counts
+
+
+def lake_counts(lake_root: Path) -> dict[str, int]:
+    """Rows per topic through a plain glob, checking Kafka coordinates are unique."""
+    lake = Lake(lake_root)
+    con = duckdb.connect()
+    out = {}
+    for t in TOPIC_NAMES:
+        if not any(lake.topic_dir(t).rglob("*.parquet")):
+            out[t] = 0
+            continue
+        n, distinct = con.execute(
+            f"select count(*), count(distinct (kafka_partition, kafka_offset)) "
+            f"from read_parquet('{lake.glob(t)}', hive_partitioning=true)"
+        ).fetchone()  # type: ignore[misc]
+        assert n == distinct, f"{t}: a Kafka message appears twice in the lake"
+        out[t] = n
+    return out
+
+
+def quarantine_count(lake_root: Path) -> int:
+    files = list((lake_root / "_quarantine").rglob("*.parquet"))
+    if not files:
+        return 0
+    con = duckdb.connect()
+    return int(
+        con.execute(
+            f"select count(*) from read_parquet('{lake_root}/_quarantine/**/*.parquet', "
+            "hive_partitioning=true)"
+        ).fetchone()[0]
+    )  # type: ignore[index]
+
+
+def stream_once(home: Path, bootstrap: str, **kw: Any) -> dict[str, Any]:
+    from musify.stream import StreamOptions, run_stream
+
+    settings = Settings(home=home)
+    opts = StreamOptions(bootstrap_servers=bootstrap, until_caught_up=True, master="local[2]", **kw)
+    return run_stream(settings, opts)
+
+
+def test_lands_exactly_the_generated_events(
+    broker: Any, tmp_path: Path, spark: Any, musify_cache: Path
+) -> None:
+    bootstrap, _, _ = broker
+    home = tmp_path / "home"
+    produced = produce(bootstrap, musify_cache)
+    summary = stream_once(home, bootstrap)
+    assert summary["rows"] == produced
+    assert lake_counts(home / "lake") == produced
+    # partitioned by event time: every row sits in the folder of its own hour
+    con = duckdb.connect()
+    bad = con.execute(
+        f"select count(*) from read_parquet('{home}/lake/page_view_events/**/*.parquet', "
+        "hive_partitioning=true) where strftime(ts, '%Y-%m-%d') <> cast(date as varchar) "
+        "or cast(strftime(ts, '%H') as int) <> cast(hour as int)"
+    ).fetchone()
+    assert bad == (0,)
+    # restart from the checkpoint: only new events are read
+    more = produce(bootstrap, musify_cache, day=1, seed=2, first_user_id=10_000)
+    again = stream_once(home, bootstrap)
+    assert again["rows"] == more
+    assert lake_counts(home / "lake") == {t: produced[t] + more[t] for t in TOPIC_NAMES}
+    st = orjson.loads((home / "run" / "stream-status.json").read_bytes())
+    assert st["lag"] == 0 and sum(st["rows"].values()) > 0
+    assert (home / "logs" / "stream.jsonl").read_bytes().count(b"\n") >= 2
+
+
+def test_faults_are_quarantined_and_late_events_placed(
+    broker: Any, tmp_path: Path, spark: Any, musify_cache: Path
+) -> None:
+    bootstrap, _, _ = broker
+    home = tmp_path / "home"
+    manifest = tmp_path / "faults.jsonl"
+    rates = FaultRates(duplicate=0.01, late=0.02, reorder=0.01, malformed=0.01)
+    produced = produce(bootstrap, musify_cache, users=200, faults=rates, manifest=manifest)
+    stream_once(home, bootstrap)
+    injected = [orjson.loads(x) for x in manifest.read_bytes().splitlines()]
+    malformed = [m for m in injected if m["kind"] == "malformed"]
+    assert malformed and any(m["kind"] == "late" for m in injected)
+    lake = lake_counts(home / "lake")
+    assert quarantine_count(home / "lake") == len(malformed)
+    assert sum(lake.values()) + len(malformed) == sum(produced.values()), "nothing lost"
+    con = duckdb.connect()
+    q = con.execute(
+        f"select topic, value, reason from read_parquet('{home}/lake/_quarantine/**/*.parquet',"
+        " hive_partitioning=true)"
+    ).fetchall()
+    expected = sorted((m["topic"], base64.b64decode(m["raw"])) for m in malformed)
+    assert sorted((t, bytes(v)) for t, v, _ in q) == expected, "raw bytes kept"
+    assert all(r for _, _, r in q)
+    # late events sit in the partition of their event time, not of their arrival
+    late = [m for m in injected if m["kind"] == "late" and m["topic"] == "page_view_events"]
+    for m in late[:20]:
+        ts = datetime.fromtimestamp(m["ts"] / 1000, UTC)
+        part = home / "lake/page_view_events" / f"date={ts:%Y-%m-%d}" / f"hour={ts:%H}"
+        found = con.execute(
+            f"select count(*) from read_parquet('{part}/*.parquet') "
+            f"where sessionId = {m['sessionId']} and itemInSession = {m['itemInSession']}"
+        ).fetchone()
+        assert found is not None and found[0] >= 1
+
+
+def _musify(home: Path, *args: str, **kw: Any) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUSIFY_")}
+    env["MUSIFY_HOME"] = str(home)
+    return subprocess.Popen(
+        [sys.executable, "-m", "musify", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        **kw,
+    )
+
+
+def test_kill_9_at_any_moment_then_restart(broker: Any, tmp_path: Path, musify_cache: Path) -> None:
+    """Kill the whole job (driver, JVM, Python workers) mid-flight, three times."""
+    bootstrap, _, _ = broker
+    home = tmp_path / "home"
+    expected = dict.fromkeys(TOPIC_NAMES, 0)
+    rng = random.Random(7)
+    for round_ in range(3):
+        p = _musify(
+            home,
+            "stream",
+            "--bootstrap-servers",
+            bootstrap,
+            "--trigger",
+            "1s",
+            "--master",
+            "local[2]",
+        )
+        counts = produce(
+            bootstrap,
+            musify_cache,
+            users=120,
+            day=round_,
+            seed=round_ + 1,
+            first_user_id=1 + 10_000 * round_,
+        )
+        for t in TOPIC_NAMES:
+            expected[t] += counts[t]
+        # wait until the job is committing batches, then kill it at a random moment
+        commits = home / "lake" / "_commits"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(commits.glob("*.json")):
+            time.sleep(0.2)
+        time.sleep(rng.uniform(0.0, 3.0))
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait(timeout=30)
+        lake_counts(home / "lake")  # readable and duplicate-free even right after a kill
+    p = _musify(
+        home,
+        "stream",
+        "--bootstrap-servers",
+        bootstrap,
+        "--until-caught-up",
+        "--master",
+        "local[2]",
+    )
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err.decode()[-2000:]
+    assert lake_counts(home / "lake") == expected
+
+
+@pytest.mark.parametrize(
+    ("sig", "group"),
+    [(signal.SIGTERM, False), (signal.SIGINT, True)],
+    ids=["sigterm-to-the-job", "ctrl-c-to-the-process-group"],
+)
+def test_signals_stop_cleanly(
+    broker: Any, tmp_path: Path, musify_cache: Path, sig: signal.Signals, group: bool
+) -> None:
+    bootstrap, _, _ = broker
+    home = tmp_path / "home"
+    produced = produce(bootstrap, musify_cache, users=100)
+    p = _musify(
+        home, "stream", "--bootstrap-servers", bootstrap, "--trigger", "1s", "--master", "local[2]"
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and lake_counts(home / "lake") != produced:
+        time.sleep(0.5)
+    if group:  # a terminal's Ctrl-C reaches every process of the foreground group
+        os.killpg(p.pid, sig)
+    else:  # a process manager signals the job's own process
+        os.kill(p.pid, sig)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err.decode()[-3000:]
+    assert b"stopping after the current micro-batch" in err
+    assert lake_counts(home / "lake") == produced
+    assert not (home / "run" / "stream.pid").exists()
+
+
+def test_broker_data_loss_stops_with_a_clear_message(
+    tmp_path: Path, spark: Any, musify_cache: Path
+) -> None:
+    from musify.stream import StreamError
+
+    port = free_port()
+    home = tmp_path / "home"
+    with running_broker(port, tmp_path / "b1") as bootstrap:
+        first = produce(bootstrap, musify_cache, users=150)
+        stream_once(home, bootstrap)
+    with running_broker(port, tmp_path / "b2") as bootstrap:  # a restart: memory is empty
+        produce(bootstrap, musify_cache, users=5, day=3, first_user_id=50_000)
+        with pytest.raises(StreamError) as info:
+            stream_once(home, bootstrap)
+        msg = str(info.value)
+        assert "listen_events" in msg or "page_view_events" in msg
+        assert "--reset-on-data-loss" in msg
+        assert lake_counts(home / "lake") == first, "nothing skipped or written"
+        summary = stream_once(home, bootstrap, reset_on_data_loss=True)
+        assert sum(summary["rows"].values()) > 0
