@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import bench_generator
+from benchmarks import bench_generator, bench_kafka_source, bench_stream
 
-BENCHMARKS = {"generator": bench_generator.main}
+BENCHMARKS = {
+    "generator": bench_generator.main,
+    "kafka_source": bench_kafka_source.main,
+    "stream": bench_stream.main,
+}
 
 
 def main() -> None:

@@ -299,6 +299,9 @@ def stream(
     max_offsets_per_trigger: Annotated[
         int | None, typer.Option(help="At most this many messages per micro-batch.")
     ] = None,
+    json_summary: Annotated[
+        bool, typer.Option("--json", help="Print the final summary as JSON on stdout.")
+    ] = False,
 ) -> None:
     """Stream the four topics into the Parquet lake (Spark Structured Streaming)."""
     from musify.stream import StreamOptions, parse_trigger, run_stream
@@ -322,6 +325,9 @@ def stream(
         summary = run_stream(settings, opts)
     except MusifyError as exc:
         _fail(exc)
+    if json_summary:
+        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
     rows = summary["rows"]
     err.print(
         f"stream: {summary['batches']} micro-batches, "

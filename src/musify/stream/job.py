@@ -311,7 +311,21 @@ def run_stream(
     from pyspark.sql import SparkSession
 
     own_session = SparkSession.getActiveSession() is None
+    t_spark = time.monotonic()
     spark = build_spark(opts, settings)
+    spark_startup = round(time.monotonic() - t_spark, 2)
+    print(
+        orjson.dumps(
+            {
+                "event": "spark_ready",
+                "spark_startup_s": spark_startup,
+                "master": opts.master,
+                "source": opts.source,
+            }
+        ).decode(),
+        file=sys.stderr,
+        flush=True,
+    )
     writer = _BatchWriter(lake, staging)
     stop = [False]
     totals: dict[str, int] = dict.fromkeys([*TOPIC_NAMES, "_quarantine"], 0)
@@ -374,5 +388,6 @@ def run_stream(
         "rows": {t: totals[t] for t in TOPIC_NAMES},
         "quarantined": totals["_quarantine"],
         "seconds": round(time.monotonic() - started, 2),
+        "spark_startup_seconds": spark_startup,
         "lake": str(lake.root),
     }
