@@ -90,7 +90,7 @@ def backlog(repeats: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         with running_broker(port, Path(tmp) / "broker") as bootstrap:
-            total = _fill(bootstrap, Path(tmp) / "gen", users=76_000, days=1)
+            total = _fill(bootstrap, Path(tmp) / "gen", users=48_000, days=1)
             baseline = [_consume_baseline(bootstrap, total) for _ in range(repeats)]
             for i in range(repeats):
                 home = Path(tmp) / f"run{i}"

@@ -46,7 +46,7 @@ def listen(**kw: Any) -> dict[str, Any]:
 
 
 def test_split_batch(spark: Any) -> None:
-    from musify.stream.parse import lake_schema, split_batch
+    from musify.stream.parse import lake_schema, parse_batch, split_batch
 
     late = listen(ts=1_710_730_800_000, itemInSession=5)  # 03:00 the same day
     no_ts = listen()
@@ -81,7 +81,7 @@ def test_split_batch(spark: Any) -> None:
         "key binary, value binary, topic string, partition int, offset long, "
         "timestamp timestamp, timestampType int",
     )
-    goods, bad = split_batch(df)
+    goods, bad = split_batch(parse_batch(df).cache())
     got = goods["listen_events"].orderBy("kafka_offset").collect()
     assert [r.kafka_offset for r in got] == [0, 1]
     assert got[0].ts == datetime(2024, 3, 18, 15, 0)  # session time zone is UTC

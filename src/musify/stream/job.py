@@ -187,13 +187,13 @@ class _BatchWriter:
             return
         from pyspark import StorageLevel
 
-        from musify.stream.parse import split_batch
+        from musify.stream.parse import parse_batch, split_batch
 
         stage = self.staging / f"{batch_id:012d}"
         shutil.rmtree(stage, ignore_errors=True)
-        df = df.persist(StorageLevel.MEMORY_AND_DISK)
+        parsed = parse_batch(df).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            goods, quarantine = split_batch(df)
+            goods, quarantine = split_batch(parsed)
             staged: dict[str, Path] = {}
             for name, good in goods.items():
                 staged[name] = stage / name
@@ -203,7 +203,7 @@ class _BatchWriter:
                 str(staged["_quarantine"])
             )
         finally:
-            df.unpersist()
+            parsed.unpersist()
         rows, newest = _staged_stats(staged)
         if newest is not None and (self.newest is None or newest > self.newest):
             self.newest = newest

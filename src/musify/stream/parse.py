@@ -71,51 +71,84 @@ QUARANTINE_SCHEMA = T.StructType(
 )
 
 
-def _reason(topic: Topic, p: Column, raw_map: Column) -> Column:
-    """Why a parsed message is unusable, or NULL when it is fine. First reason wins."""
-    expr = F.when(~F.is_valid_utf8(F.col("value")), F.lit("not UTF-8"))
-    expr = expr.when(raw_map.isNull(), F.lit("not a JSON object"))
-    # A wrong type makes from_json set the corrupt column; name the first bad field.
+def _reason(topic: Topic, p: Column) -> Column:
+    """Why a parsed message is unusable, or NULL when it is fine. First reason wins.
+
+    The map parse that names a wrongly typed field runs only for the rare rows
+    ``from_json`` already flagged as corrupt.
+    """
+    raw_map = F.from_json(F.col("value").cast("string"), T.MapType(T.StringType(), T.StringType()))
+    corrupt = F.when(raw_map.isNull(), F.lit("not a JSON object"))
     for f in topic.fields:
-        expr = expr.when(
-            p[CORRUPT].isNotNull()
-            & F.map_contains_key(raw_map, f.name)
-            & raw_map[f.name].isNotNull()
-            & p[f.name].isNull(),
+        corrupt = corrupt.when(
+            F.map_contains_key(raw_map, f.name) & raw_map[f.name].isNotNull() & p[f.name].isNull(),
             F.lit(f"wrong type for field {f.name} ({f.type.value})"),
         )
-    expr = expr.when(p[CORRUPT].isNotNull(), F.lit("not valid JSON for the schema"))
+    corrupt = corrupt.otherwise(F.lit("not valid JSON for the schema"))
+    expr = F.when(~F.is_valid_utf8(F.col("value")), F.lit("not UTF-8"))
+    expr = expr.when(p.isNull(), F.lit("not a JSON object"))
+    expr = expr.when(p[CORRUPT].isNotNull(), corrupt)
     for f in topic.fields:
         if f.required:
             expr = expr.when(p[f.name].isNull(), F.lit(f"missing required field {f.name}"))
     return expr
 
 
-def split_topic(df: DataFrame, topic: Topic) -> tuple[DataFrame, DataFrame]:
-    """(lake rows, quarantine rows) of one topic's records in ``df``."""
+def _parsed_column(topic: Topic) -> str:
+    return f"parsed_{topic.name}"
+
+
+def parse_batch(df: DataFrame) -> DataFrame:
+    """Parse every record once with its topic's schema; persist the result.
+
+    The caller must persist what this returns: the cache is also the barrier that keeps
+    Spark from inlining ``from_json`` into every filter and column that uses it (which
+    parses each message dozens of times).
+    """
     text = F.col("value").cast("string")
-    raw_map = F.from_json(text, T.MapType(T.StringType(), T.StringType()))
-    parsed = df.where(F.col("topic") == topic.name).select(
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
+    return df.select(
         "key",
         "value",
+        "topic",
         "partition",
         "offset",
         "timestamp",
-        "ingested_at",
-        F.from_json(
-            text, json_schema(topic), {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
-        ).alias("p"),
+        F.current_timestamp().alias("ingested_at"),
+        *[
+            F.when(F.col("topic") == t.name, F.from_json(text, json_schema(t), options)).alias(
+                _parsed_column(t)
+            )
+            for t in TOPICS.values()
+        ],
     )
-    p = F.col("p")
-    reason = _reason(topic, p, raw_map)
-    parsed = parsed.withColumn("reason", reason)
+
+
+def _quarantine_columns(topic: Column) -> list[Column]:
+    return [
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+        F.col("key"),
+        F.col("value"),
+        F.col("reason"),
+        F.col("ingested_at"),
+        topic.alias("topic"),
+        F.date_format("ingested_at", "yyyy-MM-dd").alias("date"),
+    ]
+
+
+def split_topic(parsed: DataFrame, topic: Topic) -> tuple[DataFrame, DataFrame]:
+    """(lake rows, quarantine rows) of one topic's records in a ``parse_batch`` result."""
+    p = F.col(_parsed_column(topic))
+    rows = parsed.where(F.col("topic") == topic.name).withColumn("reason", _reason(topic, p))
     cols = []
     for f in topic.fields:
         c = p[f.name]
         if f.type is FieldType.TIMESTAMP_MS:
             c = F.timestamp_millis(c)
         cols.append(c.cast(_LAKE_TYPES[f.type]).alias(f.name))
-    good = parsed.where(F.col("reason").isNull()).select(
+    good = rows.where(F.col("reason").isNull()).select(
         *cols,
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
@@ -125,43 +158,21 @@ def split_topic(df: DataFrame, topic: Topic) -> tuple[DataFrame, DataFrame]:
     good = good.withColumn("date", F.date_format("ts", "yyyy-MM-dd")).withColumn(
         "hour", F.date_format("ts", "HH")
     )
-    bad = parsed.where(F.col("reason").isNotNull()).select(
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-        F.col("timestamp").alias("kafka_timestamp"),
-        "key",
-        "value",
-        "reason",
-        "ingested_at",
-        F.lit(topic.name).alias("topic"),
-        F.date_format("ingested_at", "yyyy-MM-dd").alias("date"),
-    )
+    bad = rows.where(F.col("reason").isNotNull()).select(*_quarantine_columns(F.lit(topic.name)))
     return good, bad
 
 
-def split_batch(df: DataFrame) -> tuple[dict[str, DataFrame], DataFrame]:
-    """Per topic, the lake rows; and all quarantined rows of the batch."""
-    df = df.withColumn("ingested_at", F.current_timestamp())
+def split_batch(parsed: DataFrame) -> tuple[dict[str, DataFrame], DataFrame]:
+    """Per topic, the lake rows; and all quarantined rows of a ``parse_batch`` result."""
     goods: dict[str, DataFrame] = {}
-    bads: list[DataFrame] = []
+    quarantine: DataFrame | None = None
     for name, topic in TOPICS.items():
-        good, bad = split_topic(df, topic)
+        good, bad = split_topic(parsed, topic)
         goods[name] = good
-        bads.append(bad)
-    quarantine = bads[0]
-    for b in bads[1:]:
-        quarantine = quarantine.unionByName(b)
+        quarantine = bad if quarantine is None else quarantine.unionByName(bad)
     # Records of topics we do not know cannot be parsed: quarantine them too.
-    known = list(TOPICS)
-    stray = df.where(~F.col("topic").isin(known)).select(
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-        F.col("timestamp").alias("kafka_timestamp"),
-        "key",
-        "value",
-        F.lit("unknown topic").alias("reason"),
-        "ingested_at",
-        F.col("topic"),
-        F.date_format("ingested_at", "yyyy-MM-dd").alias("date"),
+    stray = parsed.where(~F.col("topic").isin(list(TOPICS))).withColumn(
+        "reason", F.lit("unknown topic")
     )
-    return goods, quarantine.unionByName(stray)
+    assert quarantine is not None
+    return goods, quarantine.unionByName(stray.select(*_quarantine_columns(F.col("topic"))))
