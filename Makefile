@@ -5,14 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-quick lint typecheck bench clean
+.PHONY: install run test test-quick lint typecheck bench clean dbt-sources
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[broker,stream,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[broker,stream,warehouse,dev]'
 	touch $(STAMP)
 
 # The main job on the embedded defaults: a day of a 1,000-user service into MUSIFY_HOME.
@@ -38,6 +38,11 @@ typecheck: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+# The dbt sources of the raw tables are derived from src/musify/events.py.
+dbt-sources: install
+	$(BIN)/python -c "from musify.warehouse.raw import dbt_sources_yaml as y; print(y(), end='')" \
+		> dbt/models/staging/sources.yml
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -340,6 +340,57 @@ def stream(
 
 
 @app.command()
+def batch(
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="First hour to load (ISO, on the hour; default: the last complete hour)."
+        ),
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="End of the window (exclusive).")] = None,
+    lookback: Annotated[
+        int | None,
+        typer.Option(
+            help="Also re-load this many hours before --start, for late events "
+            "(default: MUSIFY_BATCH_LOOKBACK_HOURS, 2)."
+        ),
+    ] = None,
+    no_dbt: Annotated[
+        bool, typer.Option("--no-dbt", help="Only load the raw tables; do not run dbt build.")
+    ] = False,
+    json_summary: Annotated[
+        bool, typer.Option("--json", help="Print the summary as JSON.")
+    ] = False,
+) -> None:
+    """Load lake hours into the warehouse and build the dbt models for them."""
+    from musify.batch import run_batch
+
+    try:
+        settings = _settings()
+        result = run_batch(
+            settings,
+            _time(start, "--start"),
+            _time(end, "--end"),
+            lookback_hours=lookback,
+            run_dbt=not no_dbt,
+        )
+    except MusifyError as exc:
+        _fail(exc)
+    doc = result.as_dict()
+    if json_summary:
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    rows = ", ".join(f"{t} {n:,}" for t, n in doc["rows"].items())
+    err.print(
+        f"batch {doc['loaded_from']} → {doc['end']}: {rows}; "
+        f"missing hours: {len(doc['missing_hours'])}; load {doc['load_seconds']} s, "
+        f"dbt {doc['dbt_seconds']} s → {settings.warehouse_path}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
 def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:

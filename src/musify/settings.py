@@ -51,6 +51,16 @@ class Settings:
     kafka_source: str = "musify_kafka"
     #: Micro-batch period of the stream, e.g. 2m, 30s.
     stream_trigger: str = "2m"
+    #: The DuckDB warehouse file; empty means MUSIFY_HOME/warehouse.duckdb.
+    warehouse: str = ""
+    #: Hours before the requested ones that each batch loads again, for late events.
+    batch_lookback_hours: int = 2
+    #: BigQuery target of the dbt project (the profile reads these as MUSIFY_BQ_*;
+    #: credentials come from the standard Google/BIGQUERY_* variables, never from here).
+    bq_project: str = ""
+    bq_dataset: str = "analytics"
+    bq_location: str = "US"
+    bq_api_endpoint: str = "https://bigquery.googleapis.com"
 
     # Derived locations. They are properties, not fields, so they always follow ``home``.
     @property
@@ -74,6 +84,10 @@ class Settings:
     @property
     def lake_root(self) -> str:
         return self.lake or str(self.home / "lake")
+
+    @property
+    def warehouse_path(self) -> Path:
+        return Path(self.warehouse) if self.warehouse else self.home / "warehouse.duckdb"
 
     @property
     def checkpoints_dir(self) -> Path:

@@ -1,0 +1,31 @@
+{#- Each day's 100 most played songs per state (ties share a rank). -#}
+with daily as (
+    select
+        cast(streams.event_hour as date) as date,
+        locations.state_code,
+        streams.song_key,
+        count(*) as streams
+    from {{ ref('fact_streams') }} as streams
+    left join {{ ref('dim_location') }} as locations
+        on locations.location_key = streams.location_key
+    group by cast(streams.event_hour as date), locations.state_code, streams.song_key
+),
+
+ranked as (
+    select
+        daily.*,
+        rank() over (partition by date, state_code order by streams desc) as song_rank
+    from daily
+)
+
+select
+    ranked.date,
+    ranked.state_code as state,
+    ranked.song_key,
+    songs.title as song,
+    songs.artist,
+    ranked.streams,
+    ranked.song_rank as rank
+from ranked
+left join {{ ref('dim_songs') }} as songs on songs.song_key = ranked.song_key
+where ranked.song_rank <= 100

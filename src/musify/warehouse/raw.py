@@ -1,0 +1,81 @@
+"""The raw tables: one per topic, the lake's columns plus the load bookkeeping.
+
+Derived from ``musify.events`` (the one schema): the event's own fields keep their JSON
+names, ``ts`` and ``registration`` become timestamps, then the Kafka coordinates and
+ingestion time the stream added, ``event_hour`` (the unit of loading) and ``loaded_at``.
+"""
+
+from __future__ import annotations
+
+from musify.events import TOPICS, FieldType
+
+#: Engine-neutral column types; each adapter maps them to its own SQL types.
+_TYPES: dict[FieldType, str] = {
+    FieldType.STRING: "string",
+    FieldType.INT: "int",
+    FieldType.LONG: "long",
+    FieldType.DOUBLE: "double",
+    FieldType.BOOLEAN: "boolean",
+    FieldType.TIMESTAMP_MS: "timestamp",
+}
+LAKE_EXTRA = (
+    ("kafka_partition", "int"),
+    ("kafka_offset", "long"),
+    ("kafka_timestamp", "timestamp"),
+    ("ingested_at", "timestamp"),
+)
+LOAD_EXTRA = (("event_hour", "timestamp"), ("loaded_at", "timestamp"))
+
+
+def lake_columns(topic: str) -> list[tuple[str, str]]:
+    """(name, type) of the columns in a topic's lake files."""
+    fields = [(f.name, _TYPES[f.type]) for f in TOPICS[topic].fields]
+    return [*fields, *LAKE_EXTRA]
+
+
+def raw_columns(topic: str) -> list[tuple[str, str]]:
+    """(name, type) of a topic's raw table: the lake's columns, then load bookkeeping."""
+    return [*lake_columns(topic), *LOAD_EXTRA]
+
+
+_SOURCE_HEADER = """\
+# Generated from src/musify/events.py by `make dbt-sources`; do not edit.
+# tests/warehouse/test_raw.py fails when this file and the schema disagree.
+version: 2
+
+sources:
+  - name: raw
+    description: >
+      One table per Kafka topic, loaded hour by hour from the Parquet lake by
+      `musify batch`: the event's fields under their JSON names, ts and registration
+      as UTC timestamps, the Kafka coordinates, ingested_at, event_hour (the unit of
+      loading) and loaded_at. A re-load of an hour replaces that hour's rows. Duplicate
+      deliveries of an event (same sessionId, itemInSession) may be present; staging
+      removes them.
+    schema: "{{ var('raw_schema', 'raw') }}"
+    tables:
+"""
+_EXTRA_DOCS = {
+    "kafka_partition": "Kafka partition the event was read from",
+    "kafka_offset": "Kafka offset of the event",
+    "kafka_timestamp": "when the event was produced to Kafka",
+    "ingested_at": "when the stream's micro-batch read it",
+    "event_hour": "the hour of ts, the unit of loading",
+    "loaded_at": "when musify batch loaded it",
+}
+
+
+def dbt_sources_yaml() -> str:
+    """The dbt sources file for the raw tables, derived from the event schema."""
+    from musify.events import TOPICS
+
+    out = [_SOURCE_HEADER]
+    for name, topic in TOPICS.items():
+        docs = {f.name: f.doc for f in topic.fields}
+        out.append(f'      - name: {name}\n        description: "{topic.doc}"\n        columns:\n')
+        for col, typ in raw_columns(name):
+            doc = docs.get(col) or _EXTRA_DOCS.get(col, "")
+            out.append(f"          - name: {col}\n            data_type: {typ}\n")
+            if doc:
+                out.append(f'            description: "{doc}"\n')
+    return "".join(out)
