@@ -424,6 +424,21 @@ class Block:
             return c
         return max(c, int(earliest))
 
+    def _open_session(self, t: int, s: int) -> tuple[int, int, int, int, bool]:
+        """A new session starting at (t, s): (sessionId, item, song, song end, after login).
+
+        Session ids are unique across blocks: block b hands out b+1, b+1+k, ... for k
+        blocks. A session that opens with NextSong draws its song now (§5.5).
+        """
+        mdl = self.model
+        sid = self.sessions * self.n_blocks + self.block + 1
+        self.sessions += 1
+        song, song_end = -1, 0
+        if mdl.is_song[s]:
+            song = min(bisect_right(mdl.song_cum, self.rand()), len(mdl.song_floor) - 1)
+            song_end = t + mdl.song_floor[song]
+        return sid, 0, song, song_end, False
+
     def advance(self, t_end: int, outs: tuple[TopicOut, TopicOut, TopicOut, TopicOut]) -> int:
         """Simulate every user of the block up to (not including) t_end.
 
@@ -460,7 +475,6 @@ class Block:
         pv_ts, pv_keys, pv_lines = pv.ts, pv.keys, pv.lines
         li_ts, li_keys, li_lines = li.ts, li.keys, li.lines
         active = self.active
-        n_blocks, block = self.n_blocks, self.block
         emitted = 0
         for u in due:
             key = int(uid_arr[u])
@@ -470,15 +484,7 @@ class Block:
             if st is None:
                 t = int(next_ts_arr[u])
                 s = int(next_state_arr[u])
-                sid = self.sessions * n_blocks + block + 1
-                self.sessions += 1
-                item = 0
-                song = -1
-                song_end = 0
-                prev_login = False
-                if is_song[s]:
-                    song = min(bisect_right(song_cum, rand()), n_songs - 1)
-                    song_end = t + song_floor[song]
+                sid, item, song, song_end, prev_login = self._open_session(t, s)
             else:
                 t, s, sid, item, song, song_end, pl = st
                 prev_login = bool(pl)
@@ -553,15 +559,7 @@ class Block:
                     if nt >= t_end:
                         break
                     t, s = nt, ns
-                    sid = self.sessions * n_blocks + block + 1
-                    self.sessions += 1
-                    item = 0
-                    song = -1
-                    song_end = 0
-                    prev_login = False
-                    if is_song[s]:
-                        song = min(bisect_right(song_cum, rand()), n_songs - 1)
-                        song_end = t + song_floor[song]
+                    sid, item, song, song_end, prev_login = self._open_session(t, s)
                     continue
                 ns = trans_dest[s][k]
                 prev_login = is_login[s]
