@@ -22,6 +22,18 @@ def shared_file(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_broker_left_behind() -> Iterator[None]:
+    """Whatever a failing test leaves running is stopped at the end of the session."""
+    yield
+    from musify.broker import local
+
+    leftovers = [pid for pid, proc in list(local._children.items()) if proc.poll() is None]
+    for pid in leftovers:
+        local._terminate(pid, timeout=2.0)
+    assert not leftovers, f"tests left brokers running: {leftovers}"
+
+
 @pytest.fixture(scope="session")
 def example_config() -> Path:
     """eventsim's example config, as the original Streamify pipeline used it."""

@@ -11,22 +11,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from musify.broker import local
 from musify.broker.local import free_port, start_broker, stop_broker
 from musify.settings import Settings
 
 _QUIET = logging.Logger("musify.tests.consumer")  # librdkafka lines are noise here
 _QUIET.addHandler(logging.NullHandler())
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _no_broker_left_behind() -> Iterator[None]:
-    """Whatever a failing test leaves running is stopped at the end of the session."""
-    yield
-    leftovers = [pid for pid, proc in list(local._children.items()) if proc.poll() is None]
-    for pid in leftovers:
-        local._terminate(pid, timeout=2.0)
-    assert not leftovers, f"tests left brokers running: {leftovers}"
 
 
 @pytest.fixture

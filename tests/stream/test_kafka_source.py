@@ -15,7 +15,6 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
 
-from musify.broker import local
 from musify.broker.kafka import ensure_topics
 from musify.broker.local import free_port, running_broker
 from musify.errors import UsageError
@@ -90,15 +89,6 @@ def read_all(r: KafkaStreamReader, start: dict[str, Any], end: dict[str, Any]) -
 
 
 # -- fixtures --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _no_broker_left_behind() -> Iterator[None]:
-    yield
-    leftovers = [pid for pid, proc in list(local._children.items()) if proc.poll() is None]
-    for pid in leftovers:
-        local._terminate(pid, timeout=2.0)
-    assert not leftovers, f"tests left brokers running: {leftovers}"
 
 
 @pytest.fixture(scope="module")
