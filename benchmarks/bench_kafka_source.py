@@ -142,22 +142,16 @@ def _tuple_source() -> Any:
 def child(bootstrap: str, out: str, mode: str) -> dict[str, Any]:
     """Run one availableNow query into Parquet; returns its figures (printed as JSON)."""
     began = time.perf_counter()
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    os.environ["PYSPARK_PYTHON"] = sys.executable
-    from pyspark.sql import SparkSession
-
+    from musify.settings import Settings
+    from musify.stream.job import StreamOptions, build_spark
     from musify.stream.kafka_source import register
 
-    spark = (
-        SparkSession.builder.master("local[2]")
-        .appName("bench-kafka-source")
-        .config("spark.ui.enabled", "false")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
-        .getOrCreate()
+    # The stream job's own session settings (loopback, UTC, micros), so the figures
+    # are the job's.
+    spark = build_spark(
+        StreamOptions(bootstrap_servers=bootstrap, master="local[2]"),
+        Settings(),
+        app_name="bench-kafka-source",
     )
     spark.sparkContext.setLogLevel("ERROR")
     fmt = "musify_kafka"

@@ -9,17 +9,10 @@ import orjson
 import pytest
 
 from musify.events import TOPICS
+from tests.test_events import DEVICE
 
 pytestmark = [pytest.mark.spark]
 
-DEVICE = {
-    "city": "Agawam",
-    "zip": "01001",
-    "state": "MA",
-    "userAgent": "UA",
-    "lon": -72.6,
-    "lat": 42.1,
-}
 USER = {
     "userId": 7,
     "lastName": "Doe",

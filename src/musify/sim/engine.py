@@ -46,9 +46,9 @@ import orjson
 
 from musify.events import LISTEN_PAGE, LOGIN_PAGE, STATUS_CHANGE_PAGES
 from musify.sim.catalog import Catalog, load_catalog, synthetic_catalog
-from musify.sim.clock import DAY, YEAR, Calendar
+from musify.sim.clock import YEAR, Calendar
 from musify.sim.config import SimConfig, parse_config
-from musify.sim.people import People, load_people
+from musify.sim.people import MALE_SHARE, People, load_people
 
 BLOCK_USERS = 500
 #: Simulated time before the window in which initial users may already be mid-session.
@@ -58,8 +58,9 @@ SERVICE_AGE = 5 * YEAR
 NEVER = 2**62
 _MAX_GAP_TRIES = 64
 
-#: Topic order of ``ChunkOut`` lists.
+#: Topic order of the engine's output lists, and the topic each position holds.
 PAGE_VIEW, LISTEN, AUTH, STATUS = 0, 1, 2, 3
+ENGINE_TOPICS = ("page_view_events", "listen_events", "auth_events", "status_change_events")
 
 
 @dataclass
@@ -274,7 +275,7 @@ class Block:
         mdl, rng = self.model, self.np_rng
         cfg = mdl.cfg
         ppl = mdl.people
-        gender = (rng.random(m) >= _male_share()).astype(np.int8)  # 0 = M, 1 = F
+        gender = (rng.random(m) >= MALE_SHARE).astype(np.int8)  # 0 = M, 1 = F
         u_first = rng.random(m)
         first = np.where(
             gender == 0, ppl.first_male.pick(u_first), ppl.first_female.pick(u_first)
@@ -579,16 +580,10 @@ class Block:
         return emitted
 
 
-def _male_share() -> float:
-    from musify.sim.people import MALE_SHARE
-
-    return MALE_SHARE
-
-
 __all__ = [
     "AUTH",
     "BLOCK_USERS",
-    "DAY",
+    "ENGINE_TOPICS",
     "LISTEN",
     "NEVER",
     "PAGE_VIEW",

@@ -26,13 +26,13 @@ from typing import IO, Any
 import orjson
 
 from musify.errors import UsageError
+from musify.sim.engine import ENGINE_TOPICS
 
 _KINDS = ("duplicate", "late", "reorder", "malformed")
 _MALFORMED = ("not_json", "not_utf8", "wrong_type", "missing_field")
 DEFAULT_RATE = 0.001
 #: One topic's events of a chunk: (event times, keys, lines), parallel lists.
 Batch = tuple[list[int], list[int], list[bytes]]
-ENGINE_TOPICS = ("page_view_events", "listen_events", "auth_events", "status_change_events")
 
 
 @dataclass(frozen=True)

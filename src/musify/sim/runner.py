@@ -32,6 +32,7 @@ from musify.events import TOPIC_NAMES
 from musify.sim.clock import DAY, YEAR, from_epoch, to_epoch
 from musify.sim.config import BUILTIN_CONFIG, SimConfig, check_growth_group, load_config
 from musify.sim.engine import (
+    ENGINE_TOPICS,
     NEVER,
     WARMUP_SECONDS,
     Block,
@@ -56,8 +57,6 @@ def history_chunk(n_users: int) -> int:
     return max(60, HISTORY_CHUNK * CHUNK_USERS // max(n_users, CHUNK_USERS))
 
 
-#: The engine's topic order (see engine.PAGE_VIEW ...), mapped to topic names.
-ENGINE_TOPICS = ("page_view_events", "listen_events", "auth_events", "status_change_events")
 assert set(ENGINE_TOPICS) == set(TOPIC_NAMES)
 
 
