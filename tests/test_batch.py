@@ -13,8 +13,9 @@ from musify.batch import run_batch
 from musify.errors import UsageError
 from musify.events import TOPIC_NAMES
 from musify.lake import Lake
+from musify.lake.writer import write_events
 from musify.settings import Settings
-from tests.warehouse.test_load import START, events, write_lake
+from tests.warehouse.test_load import START, events
 
 pytestmark = [pytest.mark.slow]
 
@@ -42,8 +43,7 @@ def test_batch_builds_reconciled_star_schema(tmp_path: Path, musify_cache: Path)
     settings = Settings(home=tmp_path / "home")
     lake = Lake(Path(settings.lake_root))
     evs = events(musify_cache, users=300, hours=6)
-    for t in TOPIC_NAMES:
-        write_lake(lake, t, evs[t])
+    write_events(lake, evs, 0)
     first = run_batch(settings, START, START + timedelta(hours=6), lookback_hours=0)
     assert first.as_dict()["rows"] == {t: len(evs[t]) for t in TOPIC_NAMES}
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)

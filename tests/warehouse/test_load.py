@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from musify.events import TOPIC_NAMES
 from musify.lake import Lake
+from musify.lake.writer import write_events
 from musify.sim import GenerateOptions, MemorySink, plan_run, run
 from musify.sim.config import BUILTIN_CONFIG
 from musify.warehouse.duckdb_engine import CorruptLakeFile, DuckDBWarehouse, hours_between
-from musify.warehouse.raw import lake_columns
 
 START = datetime(2024, 3, 18, tzinfo=UTC)
-_ARROW = {
-    "string": pa.string(),
-    "int": pa.int32(),
-    "long": pa.int64(),
-    "double": pa.float64(),
-    "boolean": pa.bool_(),
-    "timestamp": pa.timestamp("us", "UTC"),
-}
-
-
 def events(cache: Path, users: int = 200, hours: int = 6) -> dict[str, list[dict[str, Any]]]:
     plan = plan_run(
         GenerateOptions(
@@ -47,39 +34,11 @@ def events(cache: Path, users: int = 200, hours: int = 6) -> dict[str, list[dict
     return {t: [orjson.loads(x) for x in sink.lines[t]] for t in TOPIC_NAMES}
 
 
-def write_lake(
-    lake: Lake, topic: str, evs: list[dict[str, Any]], batch: int = 0, offset0: int = 0
-) -> None:
-    """Files as the stream commits them: one per hour, lake columns, batch-named."""
-    by_hour: dict[datetime, list[dict[str, Any]]] = defaultdict(list)
-    for e in evs:
-        ts = datetime.fromtimestamp(e["ts"] / 1000, UTC)
-        by_hour[ts.replace(minute=0, second=0)].append(e)
-    cols = lake_columns(topic)
-    for n, (hour, rows) in enumerate(sorted(by_hour.items())):
-        data: dict[str, list[Any]] = {c: [] for c, _ in cols}
-        for i, e in enumerate(rows):
-            for c, _ in cols:
-                v = e.get(c)
-                if c in ("ts", "registration") and v is not None:
-                    v = datetime.fromtimestamp(v / 1000, UTC)
-                data[c].append(v)
-            data["kafka_partition"][-1] = 0
-            data["kafka_offset"][-1] = offset0 + i
-            data["kafka_timestamp"][-1] = hour
-            data["ingested_at"][-1] = hour
-        table = pa.table({c: pa.array(data[c], _ARROW[t]) for c, t in cols})
-        d = lake.hour_dir(topic, f"{hour:%Y-%m-%d}", hour.hour)
-        d.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, d / f"part-b{batch:012d}-{n:05d}.parquet")
-
-
 @pytest.fixture
 def lake_and_events(tmp_path: Path, musify_cache: Path) -> tuple[Lake, dict[str, Any]]:
     lake = Lake(tmp_path / "lake")
     evs = events(musify_cache)
-    for t in TOPIC_NAMES:
-        write_lake(lake, t, evs[t])
+    write_events(lake, evs, 0)
     return lake, evs
 
 
@@ -122,7 +81,7 @@ def test_late_events_are_picked_up_once(
     wh.load_hours(lake, hours)
     # a later micro-batch brings events of an hour already loaded
     late = [dict(e, sessionId=e["sessionId"] + 10**9) for e in evs["listen_events"][:5]]
-    write_lake(lake, "listen_events", late, batch=7, offset0=10**6)
+    write_events(lake, {"listen_events": late}, 7, first_offset={"listen_events": 10**6})
     late_hours = sorted(
         {datetime.fromtimestamp(e["ts"] / 1000, UTC).replace(minute=0, second=0) for e in late}
     )
