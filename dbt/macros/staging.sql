@@ -1,9 +1,15 @@
 {#- The body of a staging model: the raw topic's columns typed, cleaned and renamed,
     one row per event (sessionId, itemInSession): duplicate deliveries keep the lowest
-    Kafka (partition, offset). `columns` are the topic-specific select expressions. -#}
+    Kafka (partition, offset). `columns` are the topic-specific select expressions
+    (they may use the cleaned columns of `cleaned`). The surrogate keys every consumer
+    needs (event_id, location_key) are computed here once. Staging models are
+    incremental tables replaced over the load window, so each event is typed, deduped
+    and keyed once, not once per consumer. The load time (raw.loaded_at) stays in raw:
+    a reload changes it, and staging must not change when its events do not. -#}
 {% macro stage_events(topic, columns, has_user=true) -%}
 with source as (
   select * from {{ source('raw', topic) }}
+  where {{ incremental_window('event_hour') }}
 ),
 ranked as (
   select
@@ -16,6 +22,8 @@ ranked as (
 )
 select
   {{ surrogate_key(['sessionId', 'itemInSession']) }} as event_id,
+  {{ surrogate_key([clean_string('city'), 'upper(' ~ clean_string('state') ~ ')',
+                    clean_string('zip'), 'lat', 'lon']) }} as location_key,
   cast(sessionId as {{ dbt.type_bigint() }}) as session_id,
   cast(itemInSession as {{ dbt.type_int() }}) as item_in_session,
   ts,
@@ -37,8 +45,7 @@ select
   kafka_partition,
   kafka_offset,
   kafka_timestamp,
-  ingested_at,
-  loaded_at
+  ingested_at
 from ranked
 where delivery_rank = 1
 {%- endmacro %}

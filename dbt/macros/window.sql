@@ -27,3 +27,85 @@
     select 1
   {%- endif -%}
 {%- endmacro %}
+
+{#- The strategy of window-replaced models (delete the window in a pre-hook, then
+    insert the window's rows): a plain append on DuckDB; on BigQuery a merge without
+    unique_key, which dbt-bigquery runs as an insert. No key lookup into the target,
+    so the cost does not grow with the table. -#}
+{% macro append_strategy() -%}
+  {{ return('merge' if target.type == 'bigquery' else 'append') }}
+{%- endmacro %}
+
+{#- BigQuery partitioning of a table by the day of a timestamp or date column (none
+    elsewhere): window deletes and inserts touch only the window's partitions. -#}
+{% macro day_partition(field, data_type='timestamp') -%}
+  {%- if target.type == 'bigquery' -%}
+    {{ return({'field': field, 'data_type': data_type, 'granularity': 'day'}) }}
+  {%- else -%}
+    {{ return(none) }}
+  {%- endif -%}
+{%- endmacro %}
+
+{#- A var's ISO timestamp as a naive UTC datetime, for arithmetic at compile time. -#}
+{% macro musify_parse_ts(value) -%}
+  {%- set text = (value | string).replace('T', ' ').replace('Z', '').replace('+00:00', '') -%}
+  {{ return(modules.datetime.datetime.strptime(text[:19], '%Y-%m-%d %H:%M:%S')) }}
+{%- endmacro %}
+
+{#- A timestamp run_query returned (naive UTC on DuckDB, aware on BigQuery), truncated to
+    its hour, as a naive UTC datetime. -#}
+{% macro musify_naive_hour(value) -%}
+  {%- set text = value.strftime('%Y-%m-%d %H') ~ ':00:00' -%}
+  {{ return(modules.datetime.datetime.strptime(text, '%Y-%m-%d %H:%M:%S')) }}
+{%- endmacro %}
+
+{#- Post-hook of the facts that carry user_key: rows after the window whose user's
+    periods this run rewrote (a re-run of an old hour with newer hours loaded) point
+    again to the dim_users row valid at their time. Rows before the window keep valid
+    keys by construction (see int_dim_users_changes), rows in it were just inserted;
+    in an hourly run nothing lies after the window, and the filter on the partition
+    column keeps this cheap. -#}
+{% macro repoint_user_keys(ts_column='ts', hour_column='event_hour') -%}
+  {%- if is_incremental() -%}
+    update {{ this }} as f
+    set user_key = u.user_key
+    from {{ ref('dim_users') }} as u
+    where f.{{ hour_column }} >= {{ window_end() }}
+      and f.user_id in (select user_id from {{ ref('int_dim_users_changes') }})
+      and u.user_id = f.user_id
+      and f.{{ ts_column }} >= u.valid_from
+      and f.{{ ts_column }} < u.valid_to
+      and (f.user_key is null or f.user_key <> u.user_key)
+  {%- else -%}
+    select 1
+  {%- endif -%}
+{%- endmacro %}
+
+{#- Generic tests on large models take `where: "__window__"` (or "__window__:column")
+    to check only the load window's rows (every row on a full build), so a test's cost
+    follows the hour, not the history. Other `where` values work as in dbt. -#}
+{% macro get_where_subquery(relation) -%}
+  {%- set where = config.get('where') -%}
+  {%- if where -%}
+    {%- if where.startswith('__window__') -%}
+      {%- set column = where.split(':')[1] if ':' in where else 'event_hour' -%}
+      {%- set where = in_window(column) -%}
+    {%- endif -%}
+    {%- set filtered -%}
+      (select * from {{ relation }} where {{ where }}) dbt_subquery
+    {%- endset -%}
+    {%- do return(filtered) -%}
+  {%- else -%}
+    {%- do return(relation) -%}
+  {%- endif -%}
+{%- endmacro %}
+
+{#- Pre-hook of dim_users: drop the rows of the users int_dim_users_changes rewrites. -#}
+{% macro delete_changed_users() -%}
+  {%- if is_incremental() -%}
+    delete from {{ this }}
+    where user_id in (select user_id from {{ ref('int_dim_users_changes') }})
+  {%- else -%}
+    select 1
+  {%- endif -%}
+{%- endmacro %}

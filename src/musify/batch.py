@@ -9,9 +9,11 @@ corrupt lake file fails the batch naming the file, before anything changes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,11 +24,9 @@ import orjson
 from musify.errors import MusifyError, UsageError
 from musify.lake import Lake
 from musify.settings import Settings
-from musify.warehouse.duckdb_engine import (
-    DuckDBWarehouse,
-    hours_between,
-    release_dbt_connections,
-)
+from musify.warehouse import dbt_target, open_warehouse
+from musify.warehouse.base import hours_between
+from musify.warehouse.duckdb_engine import release_dbt_connections
 
 log = logging.getLogger("musify.batch")
 #: The dbt project, kept in the repository beside the package.
@@ -72,22 +72,50 @@ def default_window(now: datetime | None = None) -> tuple[datetime, datetime]:
     return end - timedelta(hours=1), end
 
 
+def _engine_vars(settings: Settings, target: str) -> dict[str, str]:
+    return {"raw_schema": settings.bq_raw_dataset} if target == "bigquery" else {}
+
+
+@contextlib.contextmanager
+def _profile_env(settings: Settings) -> Iterator[None]:
+    """The variables dbt/profiles.yml reads, from the settings, for one dbt run."""
+    wanted = {
+        "MUSIFY_WAREHOUSE": str(settings.warehouse_path.resolve()),
+        "MUSIFY_BQ_PROJECT": settings.bq_project,
+        "MUSIFY_BQ_DATASET": settings.bq_dataset,
+        "MUSIFY_BQ_LOCATION": settings.bq_location,
+        "MUSIFY_BQ_API_ENDPOINT": settings.bq_api_endpoint,
+    }
+    saved = {k: os.environ.get(k) for k in wanted}
+    os.environ.update(wanted)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def dbt_build(
     settings: Settings,
     start: datetime,
     end: datetime,
     project: Path = DBT_PROJECT,
-    target: str = "duckdb",
+    target: str | None = None,
 ) -> float:
-    """``dbt build`` for the window, in-process; raises DbtError naming failed nodes."""
+    """``dbt build`` for the window, in-process; raises DbtError naming failed nodes.
+
+    ``target`` defaults to the engine the settings select (MUSIFY_WAREHOUSE_ENGINE).
+    """
     from dbt.cli.main import dbtRunner
 
     if not (project / "dbt_project.yml").exists():
         raise UsageError(f"no dbt project at {project}")
-    os.environ["MUSIFY_WAREHOUSE"] = str(settings.warehouse_path.resolve())
-    vars_ = orjson.dumps(
-        {"start": start.strftime("%Y-%m-%d %H:%M:%S"), "end": end.strftime("%Y-%m-%d %H:%M:%S")}
-    ).decode()
+    target = target or dbt_target(settings)
+    window = {"start": f"{start:%Y-%m-%d %H:%M:%S}", "end": f"{end:%Y-%m-%d %H:%M:%S}"}
+    vars_ = orjson.dumps({**window, **_engine_vars(settings, target)}).decode()
     args = [
         "build",
         "--project-dir",
@@ -106,7 +134,8 @@ def dbt_build(
     ]
     t0 = time.monotonic()
     try:
-        res = dbtRunner().invoke(args)
+        with _profile_env(settings):
+            res = dbtRunner().invoke(args)
     finally:
         # dbt-duckdb keeps its connection open in the process; close it so the next
         # load, or a reader, can open the warehouse file.
@@ -121,18 +150,13 @@ def dbt_build(
     return time.monotonic() - t0
 
 
-def run_batch(
-    settings: Settings,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    *,
-    lookback_hours: int | None = None,
-    run_dbt: bool = True,
-) -> BatchResult:
-    """Load [start - lookback, end) from the lake and build the models; idempotent."""
+def resolve_window(
+    start: datetime | None, end: datetime | None, now: datetime | None = None
+) -> tuple[datetime, datetime]:
+    """[start, end) from either bound (one hour) or neither (the last complete hour)."""
     if start is None and end is None:
-        start, end = default_window()
-    elif start is None:
+        return default_window(now)
+    if start is None:
         assert end is not None
         start = end - timedelta(hours=1)
     elif end is None:
@@ -140,18 +164,39 @@ def run_batch(
     start, end = _hour(start, "--start"), _hour(end, "--end")
     if end <= start:
         raise UsageError("--end must be after --start")
+    return start, end
+
+
+def run_batch(
+    settings: Settings,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    lookback_hours: int | None = None,
+    run_dbt: bool = True,
+    load: bool = True,
+) -> BatchResult:
+    """Load [start - lookback, end) from the lake and build the models; idempotent."""
+    start, end = resolve_window(start, end)
     back = settings.batch_lookback_hours if lookback_hours is None else lookback_hours
     loaded_from = start - timedelta(hours=max(0, back))
     settings.ensure_dirs()
     lake = Lake(Path(settings.lake_root))
-    wh = DuckDBWarehouse(settings.warehouse_path)
     t0 = time.monotonic()
-    try:
-        result = wh.load_hours(lake, hours_between(loaded_from, end))
-    finally:
-        wh.close()
+    rows: dict[str, dict[str, int]] = {}
+    missing: tuple[str, ...] = ()
+    if load:
+        wh = open_warehouse(settings)
+        try:
+            if settings.song_metadata:
+                # Replaced only when the file changed; dim_songs picks the change up.
+                wh.load_song_metadata(Path(settings.song_metadata))
+            result = wh.load_hours(lake, hours_between(loaded_from, end))
+        finally:
+            wh.close()
+        rows, missing = result.rows, tuple(result.missing_hours)
+        for h in missing:
+            log.info("hour %s has no events in the lake: loaded 0 rows", h)
     load_s = time.monotonic() - t0
-    for h in result.missing_hours:
-        log.info("hour %s has no events in the lake: loaded 0 rows", h)
     dbt_s = dbt_build(settings, loaded_from, end) if run_dbt else 0.0
-    return BatchResult(start, end, loaded_from, result.rows, result.missing_hours, dbt_s, load_s)
+    return BatchResult(start, end, loaded_from, rows, missing, dbt_s, load_s)

@@ -17,6 +17,8 @@ from musify.sim.config import BUILTIN_CONFIG
 from musify.warehouse.duckdb_engine import CorruptLakeFile, DuckDBWarehouse, hours_between
 
 START = datetime(2024, 3, 18, tzinfo=UTC)
+
+
 def events(cache: Path, users: int = 200, hours: int = 6) -> dict[str, list[dict[str, Any]]]:
     plan = plan_run(
         GenerateOptions(

@@ -1,7 +1,7 @@
 {{ config(materialized='incremental', unique_key='artist_key') }}
 
 select distinct
-    {{ surrogate_key(['artist']) }} as artist_key,
+    artist_key,
     artist
 from {{ ref('stg_listen_events') }}
 where {{ incremental_window('event_hour') }}

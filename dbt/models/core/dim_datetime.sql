@@ -1,11 +1,37 @@
-{#- One row per hour from the first to the last event hour in raw (no fixed end). -#}
-{{ config(materialized='table') }}
+{#- One row per hour from the first to the last event hour in raw (no fixed end).
+    Incremental: only the hours before the first or after the last known hour are
+    added, bounded by the window's own events, so an hourly run writes at most the
+    new hours (and fills any gap since the last one). -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy=append_strategy(),
+) }}
+
+{%- set raw_hours = source('raw', 'page_view_events') %}
 
 with spine as (
+    {% if is_incremental() %}
+    {#- Earlier hours: from the window's first event hour up to the first known hour;
+        later hours: from the last known hour up to the window's last event hour. -#}
+    {%- set window_min = "(select min(event_hour) from " ~ raw_hours ~ " where "
+        ~ in_window('event_hour') ~ ")" -%}
+    {%- set window_max = "(select max(event_hour) from " ~ raw_hours ~ " where "
+        ~ in_window('event_hour') ~ ")" -%}
+    {%- set known_min = "(select min(datetime_hour) from " ~ this ~ ")" -%}
+    {%- set known_max = "(select max(datetime_hour) from " ~ this ~ ")" -%}
+    select hour_ts from (
+        {{ hour_spine(window_min, dbt.dateadd('hour', -1, known_min)) }}
+    ) as earlier
+    union all
+    select hour_ts from (
+        {{ hour_spine(dbt.dateadd('hour', 1, known_max), window_max) }}
+    ) as later
+    {% else %}
     {{ hour_spine(
-        "(select min(event_hour) from " ~ source('raw', 'page_view_events') ~ ")",
-        "(select max(event_hour) from " ~ source('raw', 'page_view_events') ~ ")"
+        "(select min(event_hour) from " ~ raw_hours ~ ")",
+        "(select max(event_hour) from " ~ raw_hours ~ ")"
     ) }}
+    {% endif %}
 )
 
 select

@@ -2,14 +2,13 @@
 {{ config(materialized='incremental', unique_key='location_key') }}
 
 with locations as (
-    select distinct city, state_code, zip, lat, lon
+    select distinct location_key, city, state_code, zip, lat, lon
     from {{ ref('stg_page_views') }}
     where {{ incremental_window('event_hour') }}
 )
 
 select
-    {{ surrogate_key(['locations.city', 'locations.state_code', 'locations.zip',
-                      'locations.lat', 'locations.lon']) }} as location_key,
+    locations.location_key,
     locations.city,
     locations.state_code,
     states.state_name,

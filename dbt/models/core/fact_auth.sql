@@ -1,13 +1,12 @@
 {#- One row per login attempt (auth event); user_id and user_key only on success. -#}
 {{ config(
     materialized='incremental',
-    unique_key='auth_id',
+    incremental_strategy=append_strategy(),
     pre_hook="{{ delete_window('event_hour') }}",
-    partition_by=(
-        {'field': 'event_hour', 'data_type': 'timestamp', 'granularity': 'day'}
-        if target.type == 'bigquery' else none
-    ),
+    post_hook="{{ repoint_user_keys('ts', 'event_hour') }}",
+    partition_by=day_partition('event_hour'),
 ) }}
+-- depends_on: {{ ref('int_dim_users_changes') }}
 
 select
     logins.event_id as auth_id,
@@ -18,8 +17,7 @@ select
     {{ datetime_key('logins.event_hour') }} as datetime_key,
     users.user_key,
     logins.user_id,
-    {{ surrogate_key(['logins.city', 'logins.state_code', 'logins.zip',
-                      'logins.lat', 'logins.lon']) }} as location_key,
+    logins.location_key,
     logins.level,
     logins.success
 from {{ ref('stg_auth_events') }} as logins

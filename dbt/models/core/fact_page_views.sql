@@ -1,13 +1,12 @@
 {#- One row per page view (every event). Incremental by event hour like fact_streams. -#}
 {{ config(
     materialized='incremental',
-    unique_key='page_view_id',
+    incremental_strategy=append_strategy(),
     pre_hook="{{ delete_window('event_hour') }}",
-    partition_by=(
-        {'field': 'event_hour', 'data_type': 'timestamp', 'granularity': 'day'}
-        if target.type == 'bigquery' else none
-    ),
+    post_hook="{{ repoint_user_keys('ts', 'event_hour') }}",
+    partition_by=day_partition('event_hour'),
 ) }}
+-- depends_on: {{ ref('int_dim_users_changes') }}
 
 select
     views.event_id as page_view_id,
@@ -18,11 +17,8 @@ select
     {{ datetime_key('views.event_hour') }} as datetime_key,
     users.user_key,
     views.user_id,
-    {{ surrogate_key(['views.city', 'views.state_code', 'views.zip',
-                      'views.lat', 'views.lon']) }} as location_key,
-    case when views.page = 'NextSong'
-        then {{ surrogate_key(['views.artist', 'views.song', 'views.duration']) }}
-    end as song_key,
+    views.location_key,
+    views.song_key,
     views.page,
     views.auth,
     views.method,

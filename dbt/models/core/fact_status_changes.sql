@@ -2,13 +2,12 @@
     valid at ts, which for an upgrade or downgrade is the period the change starts. -#}
 {{ config(
     materialized='incremental',
-    unique_key='status_change_id',
+    incremental_strategy=append_strategy(),
     pre_hook="{{ delete_window('event_hour') }}",
-    partition_by=(
-        {'field': 'event_hour', 'data_type': 'timestamp', 'granularity': 'day'}
-        if target.type == 'bigquery' else none
-    ),
+    post_hook="{{ repoint_user_keys('ts', 'event_hour') }}",
+    partition_by=day_partition('event_hour'),
 ) }}
+-- depends_on: {{ ref('int_dim_users_changes') }}
 
 select
     changes.event_id as status_change_id,
@@ -19,8 +18,7 @@ select
     {{ datetime_key('changes.event_hour') }} as datetime_key,
     users.user_key,
     changes.user_id,
-    {{ surrogate_key(['changes.city', 'changes.state_code', 'changes.zip',
-                      'changes.lat', 'changes.lon']) }} as location_key,
+    changes.location_key,
     case changes.page
         when 'Submit Upgrade' then 'upgrade'
         when 'Submit Downgrade' then 'downgrade'

@@ -2,13 +2,12 @@
     the window's hours are deleted, then re-inserted from staging. -#}
 {{ config(
     materialized='incremental',
-    unique_key='stream_id',
+    incremental_strategy=append_strategy(),
     pre_hook="{{ delete_window('event_hour') }}",
-    partition_by=(
-        {'field': 'event_hour', 'data_type': 'timestamp', 'granularity': 'day'}
-        if target.type == 'bigquery' else none
-    ),
+    post_hook="{{ repoint_user_keys('ts', 'event_hour') }}",
+    partition_by=day_partition('event_hour'),
 ) }}
+-- depends_on: {{ ref('int_dim_users_changes') }}
 
 select
     listens.event_id as stream_id,
@@ -19,10 +18,9 @@ select
     {{ datetime_key('listens.event_hour') }} as datetime_key,
     users.user_key,
     listens.user_id,
-    {{ surrogate_key(['listens.artist', 'listens.song', 'listens.duration']) }} as song_key,
-    {{ surrogate_key(['listens.artist']) }} as artist_key,
-    {{ surrogate_key(['listens.city', 'listens.state_code', 'listens.zip',
-                      'listens.lat', 'listens.lon']) }} as location_key,
+    listens.song_key,
+    listens.artist_key,
+    listens.location_key,
     listens.level,
     listens.auth,
     listens.duration

@@ -1,4 +1,12 @@
-{#- Each day's 100 most played artists per state (ties share a rank). -#}
+{#- Each day's 100 most played artists per state (ties share a rank). Incremental:
+    the days the load window touches are ranked again from all their streams. -#}
+{{ config(
+    materialized='incremental',
+    incremental_strategy=append_strategy(),
+    pre_hook="{{ mart_delete_days() }}",
+    partition_by=day_partition('date', 'date'),
+) }}
+
 with daily as (
     select
         cast(streams.event_hour as date) as date,
@@ -8,6 +16,7 @@ with daily as (
     from {{ ref('fact_streams') }} as streams
     left join {{ ref('dim_location') }} as locations
         on locations.location_key = streams.location_key
+    where {{ mart_days_window('streams.event_hour') }}
     group by cast(streams.event_hour as date), locations.state_code, streams.artist_key
 ),
 

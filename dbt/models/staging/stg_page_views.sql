@@ -1,3 +1,9 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy=append_strategy(),
+    pre_hook="{{ delete_window('event_hour') }}",
+    partition_by=day_partition('event_hour'),
+) }}
 {{ stage_events('page_view_events', [
     clean_string('page') ~ ' as page',
     clean_string('auth') ~ ' as auth',
@@ -7,4 +13,7 @@
     clean_string('artist') ~ ' as artist',
     clean_string('song') ~ ' as song',
     'cast(duration as ' ~ dbt.type_float() ~ ') as duration',
+    "case when " ~ clean_string('page') ~ " = 'NextSong' then "
+        ~ surrogate_key([clean_string('artist'), clean_string('song'),
+                         'cast(duration as ' ~ dbt.type_float() ~ ')']) ~ " end as song_key",
 ]) }}

@@ -1,13 +1,25 @@
-"""The warehouse adapter interface (one adapter per engine, as in SQLMesh)."""
+"""The warehouse adapter interface (one adapter per engine, as in SQLMesh).
+
+Each engine declares what it can guarantee as class attributes, and shares the part of a
+load that does not depend on the engine: finding an hour's committed lake files and
+checking them before anything changes.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import ClassVar
 
+from musify.errors import MusifyError
+from musify.events import TOPIC_NAMES
 from musify.lake import Lake
+
+
+class CorruptLakeFile(MusifyError):
+    """A lake file cannot be read; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -22,13 +34,83 @@ class LoadResult:
         return sum(sum(self.rows.get(t, {}).values()) for t in topics)
 
 
+@dataclass(frozen=True)
+class LoadPlan:
+    """The committed lake files of each topic and hour to load, checked readable.
+
+    Files are URIs as strings (local paths today; ``gs://`` URIs when the lake is on
+    GCS), so engines that load by URI need not know where the lake lives.
+    """
+
+    hours: tuple[datetime, ...]
+    files: dict[str, dict[datetime, list[str]]]  # topic -> hour -> files
+
+    @property
+    def missing_hours(self) -> tuple[str, ...]:
+        return tuple(
+            hour_label(h) for h in self.hours if not any(self.files[t][h] for t in TOPIC_NAMES)
+        )
+
+    def topic_files(self, topic: str) -> list[str]:
+        return [f for h in self.hours for f in self.files[topic][h]]
+
+
+def hour_label(h: datetime) -> str:
+    return f"{h:%Y-%m-%dT%H}"
+
+
+def hours_between(start: datetime, end: datetime) -> list[datetime]:
+    """The hour starts in [start, end); both must be on the hour."""
+    out = []
+    h = start
+    while h < end:
+        out.append(h)
+        h += timedelta(hours=1)
+    return out
+
+
+def check_files(files: list[str]) -> None:
+    """Read every local file's footer first, so a corrupt file is reported by name.
+
+    Remote files (``gs://``) are checked by the engine's load job, which fails before
+    anything visible changes.
+    """
+    import pyarrow.parquet as pq
+
+    for f in files:
+        if "://" in f:
+            continue
+        try:
+            pq.read_metadata(f)
+        except Exception as exc:
+            raise CorruptLakeFile(
+                f"corrupt lake file {f}: {exc}; the warehouse was left unchanged "
+                "(repair or remove the file, then run the batch again)"
+            ) from None
+
+
+def plan_load(lake: Lake, hours: list[datetime]) -> LoadPlan:
+    """The committed files of every topic for these hours; corrupt files fail here."""
+    files: dict[str, dict[datetime, list[str]]] = {}
+    for topic in TOPIC_NAMES:
+        files[topic] = {}
+        for h in hours:
+            d: Path = lake.hour_dir(topic, f"{h:%Y-%m-%d}", h.hour)
+            found = [str(p) for p in sorted(d.glob("*.parquet"))] if d.is_dir() else []
+            check_files(found)
+            files[topic][h] = found
+    return LoadPlan(tuple(hours), files)
+
+
 class Warehouse(ABC):
     """Loads lake hours into raw tables, atomically and idempotently."""
 
     #: The dbt target that builds models on this engine.
     dbt_target: ClassVar[str]
-    #: Whether a load of several hours is one transaction (all or nothing).
+    #: Whether a load of several hours and topics is one transaction (all or nothing).
     transactional_load: ClassVar[bool]
+    #: Whether the engine reads lake files by URI where they lie (no upload).
+    loads_by_uri: ClassVar[bool]
 
     @abstractmethod
     def ensure_raw_tables(self) -> None:
@@ -40,6 +122,14 @@ class Warehouse(ABC):
 
         Loading an hour twice leaves the tables as loading it once. A corrupt lake file
         fails the whole load with a message naming the file and changes nothing.
+        """
+
+    @abstractmethod
+    def load_song_metadata(self, path: Path) -> bool:
+        """Replace ``raw.song_metadata`` with a Million Song ``songs.csv``.
+
+        Returns False (and changes nothing) when the table already holds this file's
+        content, so a batch can call it every hour at no cost.
         """
 
     @abstractmethod

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from musify.errors import MusifyError
 from musify.events import TOPIC_NAMES
 from musify.lake import Lake
-from musify.warehouse.base import LoadResult, Warehouse
-from musify.warehouse.raw import lake_columns, raw_columns
+from musify.warehouse.base import (
+    CorruptLakeFile,
+    LoadResult,
+    Warehouse,
+    hour_label,
+    hours_between,
+    plan_load,
+)
+from musify.warehouse.raw import SONG_METADATA, lake_columns, raw_columns, song_metadata_columns
 
 _SQL_TYPES = {
     "string": "VARCHAR",
@@ -22,32 +28,24 @@ _SQL_TYPES = {
 }
 RAW_SCHEMA = "raw"
 
-
-class CorruptLakeFile(MusifyError):
-    """A lake file cannot be read; the message names it."""
+__all__ = ["CorruptLakeFile", "DuckDBWarehouse", "hours_between", "release_dbt_connections"]
 
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _check_files(files: list[Path]) -> None:
-    """Read every footer first, so a corrupt file is reported by name."""
-    import pyarrow.parquet as pq
-
-    for f in files:
-        try:
-            pq.read_metadata(f)
-        except Exception as exc:
-            raise CorruptLakeFile(
-                f"corrupt lake file {f}: {exc}; the warehouse was left unchanged "
-                "(repair or remove the file, then run the batch again)"
-            ) from None
+def _create(con: Any, table: str, columns: list[tuple[str, str]]) -> None:
+    cols = ", ".join(f"{_q(n)} {_SQL_TYPES[t]}" for n, t in columns)
+    con.execute(f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{table} ({cols})")
 
 
 class DuckDBWarehouse(Warehouse):
     dbt_target: ClassVar[str] = "duckdb"
+    #: DuckDB transactions span tables: a load is all or nothing.
     transactional_load: ClassVar[bool] = True
+    #: read_parquet reads local files (and gs:// through a registered filesystem).
+    loads_by_uri: ClassVar[bool] = True
 
     def __init__(self, path: Path) -> None:
         import duckdb
@@ -60,51 +58,82 @@ class DuckDBWarehouse(Warehouse):
     def ensure_raw_tables(self) -> None:
         self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
         for topic in TOPIC_NAMES:
-            cols = ", ".join(f"{_q(n)} {_SQL_TYPES[t]}" for n, t in raw_columns(topic))
-            self.con.execute(f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{topic} ({cols})")
+            _create(self.con, topic, raw_columns(topic))
+        _create(self.con, SONG_METADATA, song_metadata_columns())
 
     def load_hours(self, lake: Lake, hours: list[datetime]) -> LoadResult:
+        """One DELETE and one INSERT per topic, whatever the number of hours.
+
+        ``event_hour`` comes from the files' ``date=/hour=`` folders (hive partitioning),
+        so a reload replaces exactly the rows the hour's folder holds.
+        """
         self.ensure_raw_tables()
-        plan: dict[str, dict[datetime, list[Path]]] = {}
-        for topic in TOPIC_NAMES:
-            plan[topic] = {}
-            for h in hours:
-                d = lake.hour_dir(topic, f"{h:%Y-%m-%d}", h.hour)
-                files = sorted(d.glob("*.parquet")) if d.is_dir() else []
-                _check_files(files)
-                plan[topic][h] = files
-        rows: dict[str, dict[str, int]] = {t: {} for t in TOPIC_NAMES}
-        missing = [f"{h:%Y-%m-%dT%H}" for h in hours if not any(plan[t][h] for t in TOPIC_NAMES)]
+        plan = plan_load(lake, hours)
+        rows: dict[str, dict[str, int]] = {
+            t: dict.fromkeys(map(hour_label, hours), 0) for t in TOPIC_NAMES
+        }
         now = datetime.now(UTC).replace(tzinfo=None)
+        naive = [h.astimezone(UTC).replace(tzinfo=None) for h in hours]
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
+            con.execute("CREATE OR REPLACE TEMP TABLE load_hours (h TIMESTAMP)")
+            con.executemany("INSERT INTO load_hours VALUES (?)", [[h] for h in naive])
             for topic in TOPIC_NAMES:
-                names = [n for n, _ in lake_columns(topic)]
-                select = ", ".join(_q(n) for n in names)
-                for h in hours:
-                    naive = h.astimezone(UTC).replace(tzinfo=None)
-                    con.execute(f"DELETE FROM {RAW_SCHEMA}.{topic} WHERE event_hour = ?", [naive])
-                    files = plan[topic][h]
-                    if not files:
-                        rows[topic][f"{h:%Y-%m-%dT%H}"] = 0
-                        continue
-                    file_list = "[" + ", ".join(f"'{f}'" for f in files) + "]"
-                    con.execute(
-                        f"INSERT INTO {RAW_SCHEMA}.{topic} ({select}, event_hour, loaded_at) "
-                        f"SELECT {select}, ?::TIMESTAMP, ?::TIMESTAMP "
-                        f"FROM read_parquet({file_list}, union_by_name=true)",
-                        [naive, now],
-                    )
-                    n = con.execute(
-                        f"SELECT count(*) FROM {RAW_SCHEMA}.{topic} WHERE event_hour = ?", [naive]
-                    ).fetchone()[0]
-                    rows[topic][f"{h:%Y-%m-%dT%H}"] = int(n)
+                table = f"{RAW_SCHEMA}.{topic}"
+                con.execute(f"DELETE FROM {table} WHERE event_hour IN (SELECT h FROM load_hours)")
+                files = plan.topic_files(topic)
+                if not files:
+                    continue
+                select = ", ".join(_q(n) for n, _ in lake_columns(topic))
+                file_list = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+                con.execute(
+                    f"INSERT INTO {table} ({select}, event_hour, loaded_at) "
+                    f"SELECT {select}, CAST(date AS TIMESTAMP) + to_hours(hour), ?::TIMESTAMP "
+                    f"FROM read_parquet([{file_list}], union_by_name = true, "
+                    "hive_partitioning = true, hive_types = {'date': DATE, 'hour': INTEGER})",
+                    [now],
+                )
+                counts = con.execute(
+                    f"SELECT event_hour, count(*) FROM {table} "
+                    "WHERE event_hour IN (SELECT h FROM load_hours) GROUP BY event_hour"
+                ).fetchall()
+                for h, n in counts:
+                    rows[topic][hour_label(h)] = int(n)
+            con.execute("DROP TABLE load_hours")
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
             raise
-        return LoadResult(rows, tuple(missing))
+        return LoadResult(rows, plan.missing_hours)
+
+    def load_song_metadata(self, path: Path) -> bool:
+        from musify.warehouse.song_metadata import file_sha256, read_song_metadata
+
+        self.ensure_raw_tables()
+        digest = file_sha256(path)
+        loaded = self.con.execute(
+            f"SELECT any_value(source_sha256) FROM {RAW_SCHEMA}.{SONG_METADATA}"
+        ).fetchone()[0]
+        if loaded == digest:
+            return False
+        table = read_song_metadata(path, digest)
+        names = ", ".join(_q(n) for n, _ in song_metadata_columns())
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"DELETE FROM {RAW_SCHEMA}.{SONG_METADATA}")
+            con.register("song_metadata_file", table)
+            con.execute(
+                f"INSERT INTO {RAW_SCHEMA}.{SONG_METADATA} ({names}) "
+                f"SELECT {names} FROM song_metadata_file"
+            )
+            con.unregister("song_metadata_file")
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        return True
 
     def raw_count(self, topic: str, start: datetime, end: datetime) -> int:
         s = start.astimezone(UTC).replace(tzinfo=None)
@@ -117,16 +146,6 @@ class DuckDBWarehouse(Warehouse):
 
     def close(self) -> None:
         self.con.close()
-
-
-def hours_between(start: datetime, end: datetime) -> list[datetime]:
-    """The hour starts in [start, end); both must be on the hour."""
-    out = []
-    h = start
-    while h < end:
-        out.append(h)
-        h += timedelta(hours=1)
-    return out
 
 
 def release_dbt_connections() -> None:

@@ -26,6 +26,41 @@ LAKE_EXTRA = (
 )
 LOAD_EXTRA = (("event_hour", "timestamp"), ("loaded_at", "timestamp"))
 
+#: ``raw.song_metadata``: the Million Song Dataset's ``songs.csv`` columns (the subset
+#: eventsim ships), loaded when the user supplies the file (MUSIFY_SONG_METADATA), then
+#: the fingerprint of the loaded file and the load time. Columns a file lacks are null,
+#: except the join keys (SONG_METADATA_KEYS), which must be present.
+SONG_METADATA = "song_metadata"
+SONG_METADATA_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("artist_id", "string"),
+    ("artist_latitude", "double"),
+    ("artist_location", "string"),
+    ("artist_longitude", "double"),
+    ("artist_name", "string"),
+    ("danceability", "double"),
+    ("duration", "double"),
+    ("energy", "double"),
+    ("key", "long"),
+    ("key_confidence", "double"),
+    ("loudness", "double"),
+    ("mode", "long"),
+    ("mode_confidence", "double"),
+    ("release", "string"),
+    ("song_hotttnesss", "double"),
+    ("song_id", "string"),
+    ("tempo", "double"),
+    ("title", "string"),
+    ("track_id", "string"),
+    ("year", "long"),
+)
+SONG_METADATA_KEYS = ("artist_name", "title", "duration")
+SONG_METADATA_EXTRA = (("source_sha256", "string"), ("loaded_at", "timestamp"))
+
+
+def song_metadata_columns() -> list[tuple[str, str]]:
+    """(name, type) of ``raw.song_metadata``."""
+    return [*SONG_METADATA_COLUMNS, *SONG_METADATA_EXTRA]
+
 
 def lake_columns(topic: str) -> list[tuple[str, str]]:
     """(name, type) of the columns in a topic's lake files."""
@@ -62,7 +97,12 @@ _EXTRA_DOCS = {
     "ingested_at": "when the stream's micro-batch read it",
     "event_hour": "the hour of ts, the unit of loading",
     "loaded_at": "when musify batch loaded it",
+    "source_sha256": "SHA-256 of the songs.csv the rows came from",
 }
+_SONG_METADATA_DOC = (
+    "The Million Song Dataset's songs.csv when the user supplies it "
+    "(MUSIFY_SONG_METADATA); empty otherwise. Replaced whole when the file changes."
+)
 
 
 def dbt_sources_yaml() -> str:
@@ -78,4 +118,12 @@ def dbt_sources_yaml() -> str:
             out.append(f"          - name: {col}\n            data_type: {typ}\n")
             if doc:
                 out.append(f'            description: "{doc}"\n')
+    out.append(
+        f"      - name: {SONG_METADATA}\n"
+        f'        description: "{_SONG_METADATA_DOC}"\n        columns:\n'
+    )
+    for col, typ in song_metadata_columns():
+        out.append(f"          - name: {col}\n            data_type: {typ}\n")
+        if col in _EXTRA_DOCS:
+            out.append(f'            description: "{_EXTRA_DOCS[col]}"\n')
     return "".join(out)

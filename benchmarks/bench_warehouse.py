@@ -1,0 +1,158 @@
+"""Warehouse benchmarks (issue: the hourly batch and a dbt star schema).
+
+1. Incremental cost: one hourly ``run_batch`` (load with the default 2-hour look-back,
+   then ``dbt build`` of the window) on top of 1 day and on top of 30 days of
+   accumulated data; 5,000 users, Streamify's config (eventsim's example). The same
+   clock hours are timed on both warehouses, alternately, after one warm-up run each;
+   figures are medians, and the ratio 30 days / 1 day is the result (target <= 1.5).
+2. A full build from about 5 million events on DuckDB: the load of every lake hour
+   and the first ``dbt build`` over them, timed separately (target <= 15 s for dbt).
+
+Lakes and warehouses come from ``benchmarks.fixtures`` (built once, then cached under
+.musify/bench-cache); every timed run works on a fresh clone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import median, save
+from benchmarks.fixtures import (
+    DEFAULT_END,
+    build_lake,
+    build_warehouse,
+    read_manifest,
+    streamify_config,
+)
+from musify.batch import run_batch
+from musify.settings import Settings
+
+HOURLY_USERS = 5_000
+FULL_USERS = 20_000
+FULL_DAYS = 54  # about 5.2 million lake rows with the example config
+HOURLY_TARGET = 1.5
+DBT_TARGET_S = 15.0
+
+
+def _hourly_run(settings: Settings, hour_index: int, held_back: int) -> dict[str, float]:
+    hour = DEFAULT_END - timedelta(hours=held_back - hour_index)
+    t0 = time.perf_counter()
+    result = run_batch(settings, hour, hour + timedelta(hours=1))
+    return {
+        "seconds": time.perf_counter() - t0,
+        "load_seconds": result.load_seconds,
+        "dbt_seconds": result.dbt_seconds,
+        "rows": float(sum(sum(h.values()) for h in result.rows.values())),
+    }
+
+
+def hourly(repeats: int, config: Path | None, tmp: Path) -> dict[str, Any]:
+    """The same next hours on a 1-day and a 30-day warehouse, alternately."""
+    homes = {}
+    for days in (1, 30):
+        t0 = time.perf_counter()
+        homes[days] = build_warehouse(
+            tmp / f"hourly-{days}d",
+            HOURLY_USERS,
+            days + repeats / 24,
+            config,
+            hold_back_hours=repeats,
+        )
+        print(f"  {days}-day warehouse ready in {time.perf_counter() - t0:.0f} s")
+    # Warm-up (dbt's first parse in a fresh target folder): the last loaded hour again,
+    # which an idempotent batch leaves as it was.
+    for settings in homes.values():
+        _hourly_run(settings, -1, repeats)
+    runs: dict[int, list[dict[str, float]]] = {1: [], 30: []}
+    for i in range(repeats):
+        for days, settings in homes.items():
+            runs[days].append(_hourly_run(settings, i, repeats))
+    out: dict[str, Any] = {"users": HOURLY_USERS, "repeats": repeats}
+    for days, rs in runs.items():
+        manifest = read_manifest(homes[days])
+        out[f"{days}d"] = {
+            "runs": rs,
+            "history_events": manifest["total_events"],
+            "median_seconds": median([r["seconds"] for r in rs]),
+            "median_load_seconds": median([r["load_seconds"] for r in rs]),
+            "median_dbt_seconds": median([r["dbt_seconds"] for r in rs]),
+        }
+    out["ratio"] = out["30d"]["median_seconds"] / out["1d"]["median_seconds"]
+    out["ratio_dbt"] = out["30d"]["median_dbt_seconds"] / out["1d"]["median_dbt_seconds"]
+    return out
+
+
+def full_build(repeats: int, config: Path | None, tmp: Path) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    runs = []
+    for i in range(repeats):
+        settings = build_lake(tmp / f"full-{i}", FULL_USERS, FULL_DAYS, config)
+        if i == 0:
+            print(f"  lake ready in {time.perf_counter() - t0:.0f} s")
+        manifest = read_manifest(settings)
+        start = DEFAULT_END - timedelta(days=FULL_DAYS)
+        result = run_batch(settings, start, DEFAULT_END, lookback_hours=0)
+        runs.append(
+            {
+                "load_seconds": result.load_seconds,
+                "dbt_seconds": result.dbt_seconds,
+                "rows": sum(sum(h.values()) for h in result.rows.values()),
+            }
+        )
+    return {
+        "users": FULL_USERS,
+        "days": FULL_DAYS,
+        "events": manifest["events"],
+        "total_events": manifest["total_events"],
+        "runs": runs,
+        "median_load_seconds": median([r["load_seconds"] for r in runs]),
+        "median_dbt_seconds": median([r["dbt_seconds"] for r in runs]),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--repeats", type=int, default=5, help="hourly runs per warehouse")
+    ap.add_argument("--full-repeats", type=int, default=3, help="full builds")
+    ap.add_argument("--skip-full", action="store_true", help="only the hourly comparison")
+    args = ap.parse_args(argv)
+    config = streamify_config()
+    label = "eventsim example config" if config else "Musify's built-in config"
+    print(f"warehouse benchmarks ({label}; DuckDB; {os.cpu_count()} cores)")
+    result: dict[str, Any] = {"config": label}
+    with tempfile.TemporaryDirectory(prefix="musify-bench-wh-") as d:
+        tmp = Path(d)
+        h = hourly(args.repeats, config, tmp)
+        result["hourly"] = h
+        print(
+            f"  one hourly batch (look-back 2 h), {HOURLY_USERS:,} users, median of "
+            f"{args.repeats}: on 1 day ({h['1d']['history_events']:,} events) "
+            f"{h['1d']['median_seconds']:.2f} s (dbt {h['1d']['median_dbt_seconds']:.2f} s), "
+            f"on 30 days ({h['30d']['history_events']:,} events) "
+            f"{h['30d']['median_seconds']:.2f} s (dbt {h['30d']['median_dbt_seconds']:.2f} s)"
+        )
+        print(
+            f"    ratio 30 d / 1 d: x{h['ratio']:.2f} (dbt alone x{h['ratio_dbt']:.2f}; "
+            f"target <= {HOURLY_TARGET})"
+        )
+        if not args.skip_full:
+            f = full_build(args.full_repeats, config, tmp)
+            result["full_build"] = f
+            print(
+                f"  full build, {FULL_USERS:,} users x {FULL_DAYS} days, "
+                f"{f['total_events']:,} lake rows ({f['events']['page_view_events']:,} page "
+                f"views), median of {args.full_repeats}: load {f['median_load_seconds']:.1f} s, "
+                f"dbt {f['median_dbt_seconds']:.1f} s (target <= {DBT_TARGET_S:.0f} s)"
+            )
+    save("warehouse", result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,309 @@
+"""The BigQuery warehouse: raw tables in a dataset, filled by load jobs of lake files.
+
+A load of some hours runs in two phases:
+
+1. **Stage** (nothing visible changes): per topic, a private staging table receives the
+   hours' committed lake files through BigQuery load jobs: one job over all the files'
+   ``gs://`` URIs when the lake is on GCS, one upload job per file for a local lake.
+   A file BigQuery cannot read fails its job, and the batch, here: the message names
+   the files, the raw tables are untouched.
+2. **Swap**: one multi-statement transaction deletes the hours' rows from every raw
+   table and inserts the staged rows. BigQuery commits it all or nothing across the
+   four tables, and a concurrent load of the same tables aborts instead of
+   interleaving; readers see the old hours or the new ones.
+
+Staging tables are dropped at the end, and expire after a day if a crash prevented it.
+``event_hour`` is the hour of ``ts``: the lake's ``hour=`` folders are by definition the
+hour of the events' ``ts``, and a file that breaks that rule fails the load.
+
+Credentials are the ones the dbt profile uses: ``BIGQUERY_TOKEN`` (with optional
+``BIGQUERY_REFRESH_TOKEN``, ``_CLIENT_ID``, ``_CLIENT_SECRET``, ``_TOKEN_URI``) when set,
+otherwise Google's application default credentials. They are secrets, so they stay
+outside ``Settings``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+from musify.errors import MusifyError, UsageError
+from musify.events import TOPIC_NAMES
+from musify.lake import Lake
+from musify.settings import Settings
+from musify.warehouse.base import LoadResult, Warehouse, hour_label, plan_load
+from musify.warehouse.raw import SONG_METADATA, lake_columns, raw_columns, song_metadata_columns
+
+#: Engine-neutral raw column types (``raw.py``) as BigQuery types.
+BQ_TYPES = {
+    "string": "STRING",
+    "int": "INT64",
+    "long": "INT64",
+    "double": "FLOAT64",
+    "boolean": "BOOL",
+    "timestamp": "TIMESTAMP",
+}
+DEFAULT_ENDPOINT = "https://bigquery.googleapis.com"
+#: Source URIs per load job (BigQuery accepts up to 10,000).
+_URIS_PER_JOB = 10_000
+
+
+class BigQueryLoadError(MusifyError):
+    """A load job failed; the message names the files and BigQuery's reason."""
+
+
+def bigquery_schema(columns: list[tuple[str, str]]) -> list[Any]:
+    """BigQuery schema fields for (name, engine-neutral type) columns."""
+    from google.cloud import bigquery
+
+    return [bigquery.SchemaField(n, BQ_TYPES[t], mode="NULLABLE") for n, t in columns]
+
+
+def credentials_from_env(environ: Mapping[str, str] | None = None) -> Any:
+    """OAuth credentials from BIGQUERY_* (as the dbt profile), else None (= ADC)."""
+    env = os.environ if environ is None else environ
+    token = env.get("BIGQUERY_TOKEN")
+    if not token:
+        return None
+    from google.oauth2.credentials import Credentials
+
+    return Credentials(  # type: ignore[no-untyped-call]
+        token=token,
+        refresh_token=env.get("BIGQUERY_REFRESH_TOKEN") or None,
+        client_id=env.get("BIGQUERY_CLIENT_ID") or None,
+        client_secret=env.get("BIGQUERY_CLIENT_SECRET") or None,
+        token_uri=env.get("BIGQUERY_TOKEN_URI") or "https://oauth2.googleapis.com/token",
+    )
+
+
+def _ts(dt: datetime) -> str:
+    """A TIMESTAMP literal (scripts cannot take query parameters on every engine)."""
+    return f"TIMESTAMP '{dt.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}+00'"
+
+
+def _q(name: str) -> str:
+    return f"`{name}`"
+
+
+class BigQueryWarehouse(Warehouse):
+    dbt_target: ClassVar[str] = "bigquery"
+    #: The swap is one multi-statement transaction over all raw tables.
+    transactional_load: ClassVar[bool] = True
+    #: gs:// lakes load by URI; a local lake is uploaded file by file.
+    loads_by_uri: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        project: str,
+        raw_dataset: str = "raw",
+        *,
+        location: str = "US",
+        api_endpoint: str = DEFAULT_ENDPOINT,
+        credentials: Any = None,
+        client: Any = None,
+    ) -> None:
+        if not project:
+            raise UsageError("the BigQuery warehouse needs a project: set MUSIFY_BQ_PROJECT")
+        from google.cloud import bigquery
+
+        self.project = project
+        self.dataset = raw_dataset
+        self.location = location
+        if client is None:
+            options = {"api_endpoint": api_endpoint} if api_endpoint else None
+            client = bigquery.Client(
+                project=project,
+                credentials=credentials if credentials is not None else credentials_from_env(),
+                location=location,
+                client_options=options,
+            )
+        self.client: Any = client
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BigQueryWarehouse:
+        return cls(
+            settings.bq_project,
+            settings.bq_raw_dataset,
+            location=settings.bq_location,
+            api_endpoint=settings.bq_api_endpoint,
+        )
+
+    def table_id(self, table: str) -> str:
+        return f"{self.project}.{self.dataset}.{table}"
+
+    def sql_table(self, table: str) -> str:
+        return f"`{self.project}.{self.dataset}.{table}`"
+
+    def query(self, sql: str) -> list[Any]:
+        return list(self.client.query(sql, location=self.location).result())
+
+    # ------------------------------------------------------------------ tables
+    def ensure_raw_tables(self) -> None:
+        from google.cloud import bigquery
+
+        ds = bigquery.Dataset(f"{self.project}.{self.dataset}")
+        ds.location = self.location
+        self.client.create_dataset(ds, exists_ok=True)
+        for topic in TOPIC_NAMES:
+            table = bigquery.Table(self.table_id(topic), schema=bigquery_schema(raw_columns(topic)))
+            # Daily partitions on the unit of loading: a reload deletes and scans only
+            # the partitions of its hours, whatever the age of the warehouse.
+            table.time_partitioning = bigquery.TimePartitioning(
+                type_=bigquery.TimePartitioningType.DAY, field="event_hour"
+            )
+            self.client.create_table(table, exists_ok=True)
+        meta = bigquery.Table(
+            self.table_id(SONG_METADATA), schema=bigquery_schema(song_metadata_columns())
+        )
+        self.client.create_table(meta, exists_ok=True)
+
+    def _staging_table(self, name: str, columns: list[tuple[str, str]]) -> str:
+        from google.cloud import bigquery
+
+        table = bigquery.Table(self.table_id(name), schema=bigquery_schema(columns))
+        table.expires = datetime.now(UTC) + timedelta(days=1)
+        self.client.create_table(table)
+        return str(table.table_id)
+
+    def _drop(self, name: str) -> None:
+        self.client.delete_table(self.table_id(name), not_found_ok=True)
+
+    # ------------------------------------------------------------------ loading
+    def _load_files(self, files: list[str], table: str, columns: list[tuple[str, str]]) -> None:
+        """Append Parquet files to ``table`` with load jobs; fail naming the files."""
+        from google.cloud import bigquery
+
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.PARQUET,
+            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+            schema=bigquery_schema(columns),
+        )
+        jobs: list[tuple[list[str], Any]] = []
+        remote = [f for f in files if "://" in f]
+        for i in range(0, len(remote), _URIS_PER_JOB):
+            chunk = remote[i : i + _URIS_PER_JOB]
+            job = self.client.load_table_from_uri(
+                chunk, self.table_id(table), job_config=config, location=self.location
+            )
+            jobs.append((chunk, job))
+        for f in files:
+            if "://" in f:
+                continue
+            with open(f, "rb") as fh:
+                job = self.client.load_table_from_file(
+                    fh, self.table_id(table), job_config=config, location=self.location
+                )
+            jobs.append(([f], job))
+        for sources, job in jobs:
+            try:
+                job.result()
+            except Exception as exc:
+                where = ", ".join(sources[:3]) + (", …" if len(sources) > 3 else "")
+                raise BigQueryLoadError(
+                    f"BigQuery could not load lake file {where}: {exc}; the warehouse was "
+                    "left unchanged (repair or remove the file, then run the batch again)"
+                ) from None
+
+    def load_hours(self, lake: Lake, hours: list[datetime]) -> LoadResult:
+        self.ensure_raw_tables()
+        plan = plan_load(lake, hours)
+        wanted = {hour_label(h) for h in hours}
+        rows: dict[str, dict[str, int]] = {t: dict.fromkeys(sorted(wanted), 0) for t in TOPIC_NAMES}
+        token = uuid.uuid4().hex[:12]
+        staged: dict[str, str] = {}
+        try:
+            for topic in TOPIC_NAMES:
+                files = plan.topic_files(topic)
+                if not files:
+                    continue
+                name = self._staging_table(f"_load_{topic}_{token}", lake_columns(topic))
+                staged[topic] = name
+                self._load_files(files, name, lake_columns(topic))
+                counts = self.query(
+                    f"SELECT FORMAT_TIMESTAMP('%Y-%m-%dT%H', TIMESTAMP_TRUNC(ts, HOUR)) AS h, "
+                    f"COUNT(*) AS n FROM {self.sql_table(name)} GROUP BY h"
+                )
+                for r in counts:
+                    if r["h"] not in wanted:
+                        raise BigQueryLoadError(
+                            f"lake files of {topic} for {', '.join(sorted(wanted))} hold "
+                            f"{r['n']} events of hour {r['h']}; the lake's hour= folders must "
+                            "hold the events of their hour (the warehouse was left unchanged)"
+                        )
+                    rows[topic][r["h"]] = int(r["n"])
+            self._swap(hours, staged)
+        finally:
+            for name in staged.values():
+                self._drop(name)
+        return LoadResult(rows, plan.missing_hours)
+
+    def _swap(self, hours: list[datetime], staged: Mapping[str, str]) -> None:
+        """Replace the hours' rows of every raw table in one transaction."""
+        if not hours:
+            return
+        in_hours = ", ".join(_ts(h) for h in hours)
+        now = _ts(datetime.now(UTC))
+        statements = ["BEGIN TRANSACTION;"]
+        for topic in TOPIC_NAMES:
+            table = self.sql_table(topic)
+            statements.append(f"DELETE FROM {table} WHERE event_hour IN ({in_hours});")
+            if topic in staged:
+                cols = ", ".join(_q(n) for n, _ in lake_columns(topic))
+                statements.append(
+                    f"INSERT INTO {self.sql_table(topic)} ({cols}, event_hour, loaded_at) "
+                    f"SELECT {cols}, TIMESTAMP_TRUNC(ts, HOUR), {now} "
+                    f"FROM {self.sql_table(staged[topic])};"
+                )
+        statements.append("COMMIT TRANSACTION;")
+        self.client.query("\n".join(statements), location=self.location).result()
+
+    def load_song_metadata(self, path: Path) -> bool:
+        import tempfile
+
+        import pyarrow.parquet as pq
+
+        from musify.warehouse.song_metadata import file_sha256, read_song_metadata
+
+        self.ensure_raw_tables()
+        digest = file_sha256(path)
+        loaded = self.query(
+            f"SELECT ANY_VALUE(source_sha256) AS sha FROM {self.sql_table(SONG_METADATA)}"
+        )
+        if loaded and loaded[0]["sha"] == digest:
+            return False
+        table = read_song_metadata(path, digest)
+        from google.cloud import bigquery
+
+        config = bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.PARQUET,
+            # WRITE_TRUNCATE replaces the table's rows atomically when the job succeeds.
+            write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
+            schema=bigquery_schema(song_metadata_columns()),
+        )
+        with tempfile.NamedTemporaryFile(suffix=".parquet") as tmp:
+            pq.write_table(table, tmp.name)
+            with open(tmp.name, "rb") as fh:
+                job = self.client.load_table_from_file(
+                    fh, self.table_id(SONG_METADATA), job_config=config, location=self.location
+                )
+            try:
+                job.result()
+            except Exception as exc:
+                raise BigQueryLoadError(
+                    f"BigQuery could not load song metadata {path}: {exc}"
+                ) from None
+        return True
+
+    def raw_count(self, topic: str, start: datetime, end: datetime) -> int:
+        rows = self.query(
+            f"SELECT COUNT(*) AS n FROM {self.sql_table(topic)} "
+            f"WHERE ts >= {_ts(start)} AND ts < {_ts(end)}"
+        )
+        return int(rows[0]["n"])
+
+    def close(self) -> None:
+        self.client.close()
