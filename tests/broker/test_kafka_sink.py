@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -215,3 +216,95 @@ def test_generate_into_the_broker(broker: str, example_config: Path, musify_cach
             assert len({r.partition for r in recs}) == 1
             ts = [orjson.loads(r.value)["ts"] for r in recs]
             assert ts == sorted(ts), f"{topic}: user {key!r} out of order"
+
+
+class _FakeMessage:
+    def __init__(self, topic: str, partition: int, key: bytes, value: bytes) -> None:
+        self._t, self._p, self._k, self._v = topic, partition, key, value
+
+    def topic(self) -> str:
+        return self._t
+
+    def partition(self) -> int:
+        return self._p
+
+    def key(self) -> bytes:
+        return self._k
+
+    def value(self) -> bytes:
+        return self._v
+
+
+class _FakeProducer:
+    """Holds what it is given; acknowledges on request; reports purges out of order."""
+
+    def __init__(self, on_delivery: Any) -> None:
+        self.on_delivery = on_delivery
+        self.held: list[_FakeMessage] = []
+        self.reports: list[tuple[KafkaError, _FakeMessage]] = []
+        self.stored: list[_FakeMessage] = []
+
+    def produce(
+        self, topic: str, value: bytes, key: bytes, partition: int, headers: Any = None
+    ) -> None:
+        self.held.append(_FakeMessage(topic, partition, key, value))
+
+    def acknowledge(self, n: int) -> None:
+        self.stored += self.held[:n]
+        del self.held[:n]
+
+    def purge(self, **_: Any) -> None:
+        err = KafkaError(KafkaError._PURGE_QUEUE)
+        # librdkafka does not promise any order: report the newest first.
+        self.reports += [(err, m) for m in reversed(self.held)]
+        self.held = []
+
+    def poll(self, _timeout: float = 0) -> int:
+        reports, self.reports = self.reports, []
+        for err, msg in reports:
+            self.on_delivery(err, msg)
+        return len(reports)
+
+    def flush(self, _timeout: float = 0) -> int:
+        self.acknowledge(len(self.held))
+        return 0
+
+    def __len__(self) -> int:
+        return len(self.held) + len(self.reports)
+
+
+def test_a_replaced_producer_resends_in_the_order_first_produced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from musify.broker.partitioner import KeyRouter
+
+    producers: list[_FakeProducer] = []
+
+    def new_producer(self: KafkaSink) -> _FakeProducer:
+        self.producers_created += 1
+        self._replace = self._retired = False
+        producers.append(_FakeProducer(self._on_delivery))
+        return producers[-1]
+
+    monkeypatch.setattr(KafkaSink, "_new_producer", new_producer)
+    sink = KafkaSink("fake:9092")
+    sink.partition_counts = dict.fromkeys(TOPIC_NAMES, 3)
+    router = KeyRouter(3)
+    sink._routers = dict.fromkeys(TOPIC_NAMES, router)
+    sink._in_flight = {t: [[], [], []] for t in TOPIC_NAMES}
+    sink._producer = sink._new_producer()
+    sink._last_ok_probe = time.monotonic() + 3600  # no broker to probe
+
+    keys, lines = _lines("fake", 3_000, n_keys=17)
+    _write(sink, keys[:2_000], lines[:2_000])
+    producers[0].acknowledge(700)
+    sink._on_error(KafkaError(KafkaError._FATAL, "injected", fatal=True))
+    _write(sink, keys[2_000:], lines[2_000:])
+    sink.flush()
+    assert len(producers) == 2
+    assert sink.delivered == 3_000
+    stored = [m.value() for p in producers for m in p.stored]
+    assert sorted(stored) == sorted(lines)  # nothing lost, nothing twice
+    for part in range(3):
+        mine = [m.value() for p in producers for m in p.stored if m.partition() == part]
+        assert mine == [v for k, v in zip(keys, lines, strict=True) if router.route(k)[1] == part]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
@@ -13,7 +15,7 @@ from musify.sim import GenerateOptions, MemorySink, plan_run, run
 from musify.sim.clock import DAY, to_epoch
 from musify.sim.config import BUILTIN_CONFIG
 from musify.sim.engine import NEVER
-from musify.sim.runner import _window, history_chunk
+from musify.sim.runner import Plan, _window, history_chunk
 
 NOW = to_epoch(datetime(2024, 3, 20, 12, tzinfo=UTC))
 
@@ -110,3 +112,143 @@ def test_speed_runs_simulated_time_faster() -> None:
     run(plan, MemorySink(), clock=clock, sleep=clock.sleep)
     # an hour of simulated time at 60x takes about a minute of wall-clock time
     assert 55 <= clock.now - NOW <= 70
+
+
+def _live_plan(**kw: object) -> Plan:
+    opts = GenerateOptions(
+        config=BUILTIN_CONFIG,
+        n_users=800,
+        continuous=True,
+        start=datetime.fromtimestamp(NOW - 3 * 3600 - 1234, UTC),
+        end=datetime.fromtimestamp(NOW + 900, UTC),
+        seed=3,
+        workers=1,
+        **kw,  # type: ignore[arg-type]
+    )
+    return plan_run(opts, now=datetime.fromtimestamp(NOW, UTC))
+
+
+def test_live_from_is_fixed_when_planned() -> None:
+    plan = _live_plan()
+    assert plan.live_from == NOW and plan.live_anchor == NOW
+    floor = plan.grid_floor()
+    assert floor is not None and floor <= NOW < floor + history_chunk(800)
+    assert (floor - plan.start) % history_chunk(800) == 0
+    batch = plan_run(GenerateOptions(n_users=10, start=datetime(2024, 3, 1, tzinfo=UTC)))
+    assert batch.grid_floor() is None and batch.live_from == batch.end
+
+
+def test_output_does_not_depend_on_the_wall_clock() -> None:
+    """The same plan gives the same events whether live steps come on time, late, in a
+    burst after a long pause (a resumed run catching up) or all at once."""
+    plan = _live_plan()
+    outputs = []
+    for jitter in (0.0, 0.37, 7.3):
+        clock = FakeClock(NOW)
+        sleep = clock.sleep if not jitter else (lambda s, c=clock, j=jitter: c.sleep(s + j))
+        sink = MemorySink()
+        run(plan, sink, clock=clock, sleep=sleep)
+        outputs.append(sink.lines)
+    sink = MemorySink()
+    run(plan, sink, clock=lambda: NOW + 10**6, sleep=lambda _s: None)
+    outputs.append(sink.lines)
+    assert sum(len(v) for v in outputs[0].values()) > 1000
+    assert all(o == outputs[0] for o in outputs[1:])
+
+
+class MarkingSink(MemorySink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.marked_at: int | None = None
+        self.mark: tuple[int, float] | None = None
+
+    def mark_live(self, live_from: int, anchor: float) -> None:
+        assert self.mark is None, "marked once"
+        self.mark = (live_from, anchor)
+        self.marked_at = len(self.lines["page_view_events"])
+
+
+def test_the_live_switch_is_marked_before_the_events_that_depend_on_it() -> None:
+    plan = _live_plan()
+    sink = MarkingSink()
+    run(plan, sink, clock=lambda: NOW + 10**6, sleep=lambda _s: None)
+    assert sink.mark == (plan.live_from, plan.live_anchor)
+    floor = plan.grid_floor()
+    assert floor is not None
+    ts = [orjson.loads(x)["ts"] // 1000 for x in sink.lines["page_view_events"]]
+    assert sink.marked_at == sum(1 for t in ts if t < floor)
+    batch = MarkingSink()
+    run(replace(plan, continuous=False), batch)
+    assert batch.mark is None
+
+
+def test_resume_needs_a_reproducible_run(tmp_path: Path) -> None:
+    from musify.sim.faults import FaultRates
+    from musify.sim.runner import check_resumable
+
+    raw = orjson.loads(BUILTIN_CONFIG.read_bytes())
+    assert "seed" in raw  # Musify's own config fixes it: no --seed needed
+    del raw["seed"]
+    seedless = tmp_path / "seedless.json"
+    seedless.write_bytes(orjson.dumps(raw))
+    fixed = GenerateOptions(
+        config=seedless, n_users=5, start=datetime(2024, 3, 1, tzinfo=UTC), seed=1
+    )
+    check_resumable(fixed, plan_run(fixed))
+    no_start = replace(fixed, start=None)
+    with pytest.raises(UsageError, match="--start-time"):
+        check_resumable(no_start, plan_run(no_start))
+    no_seed = replace(fixed, seed=None)
+    with pytest.raises(UsageError, match=r"--seed \(the config has no seed\)"):
+        check_resumable(no_seed, plan_run(no_seed))
+    faulty = replace(fixed, faults=FaultRates(duplicate=0.01))
+    with pytest.raises(UsageError, match="cannot be combined with --faults"):
+        check_resumable(faulty, plan_run(faulty))
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_workers_exit_when_the_generator_is_killed(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MUSIFY_")}
+    env["MUSIFY_HOME"] = str(tmp_path / "home")
+    args = ["generate", "--nusers", "20000", "--days", "60", "--workers", "2", "-q"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "musify", *args, "--output-dir", str(tmp_path / "out")],
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := _children(proc.pid)) < 2:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "no workers started"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while alive := [w for w in workers if Path(f"/proc/{w}").exists()]:
+            if time.monotonic() > deadline:
+                for w in alive:
+                    os.kill(w, signal.SIGKILL)
+                pytest.fail(f"workers {alive} outlived the killed generator")
+            time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -4,12 +4,14 @@ Everything here speaks the plain Kafka protocol through confluent-kafka and work
 same against Apache Kafka and the local Tansu broker; nothing relies on Tansu's quirks.
 
 ``KafkaSink`` never loses an event silently. Every message stays accounted for until
-the broker acknowledges it: messages whose delivery fails are collected from their
-delivery reports and re-sent, in their original order, by a new producer. A new
-producer is also made after a fatal producer error, and when the broker turns out to
-have lost its state (our topics are missing or have new topic ids, as after a restart
-of a memory-only broker), because an idempotent producer cannot continue there.
-Delivery is at-least-once: a message whose acknowledgement was lost may be stored twice.
+the broker acknowledges it: when a delivery fails, or the producer hits a fatal error,
+or the broker turns out to have lost its state (our topics are missing or have new
+topic ids, as after a restart of a memory-only broker), the producer is purged at once
+and every message it had not delivered is re-sent, in the order first produced, by a
+new producer. Delivery is at-least-once: a message whose acknowledgement was lost may
+be stored twice. Per partition, the messages are stored in the order written, each
+partition's last message being the newest one; that is what lets a killed generator
+resume exactly (``musify.broker.resume``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import logging
 import socket
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
@@ -26,6 +28,8 @@ from confluent_kafka import KafkaError, KafkaException, Producer, TopicCollectio
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from musify.broker.partitioner import KeyRouter, partition_for
+from musify.broker.resume import LastMessage, ResumeFilter, live_header, read_last_messages
 from musify.errors import BrokerError, UsageError
 from musify.events import TOPIC_NAMES
 from musify.sim.sinks import Sink
@@ -54,6 +58,9 @@ PRODUCER_DEFAULTS: dict[str, Any] = {
     # Topics are created by us with the configured partitions, never by a metadata
     # request with the broker's defaults (which would change the key → partition map).
     "allow.auto.create.topics": False,
+    # The sink names each message's partition itself (``partition_for``); this is the
+    # same function, for messages produced without one.
+    "partitioner": "murmur2_random",
     "reconnect.backoff.max.ms": 2_000,
 }
 
@@ -85,7 +92,9 @@ BACKOFF_MAX = 30.0
 #: Timeout of one check on the broker.
 PROBE_TIMEOUT = 2.0
 
-_Message = tuple[str, bytes | None, bytes]
+#: (sequence number, topic, partition, key, value, headers) of a message not yet
+#: acknowledged; the sequence number is its place in the order first produced.
+_Message = tuple[int, str, int, bytes, bytes, list[tuple[str, bytes]] | None]
 
 
 def _admin(bootstrap: str, **extra: Any) -> AdminClient:
@@ -159,8 +168,13 @@ def _create_missing(
     partitions: int,
     replication: int,
     timeout: float,
+    counts: Mapping[str, int] | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet; returns the ones created."""
+    """Create the topics that do not exist yet; returns the ones created.
+
+    ``counts``: partitions per topic, overriding ``partitions`` (a sink recreates lost
+    topics as it found them, so that its key → partition map stays valid).
+    """
     if partitions < 1:
         raise UsageError(f"topic partitions must be at least 1, not {partitions}")
     if replication < 1:
@@ -180,7 +194,11 @@ def _create_missing(
     missing = [t for t in dict.fromkeys(topics) if t not in existing]
     if not missing:
         return []
-    new = [NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in missing]
+    counts = counts or {}
+    new = [
+        NewTopic(t, num_partitions=counts.get(t, partitions), replication_factor=replication)
+        for t in missing
+    ]
     futures = admin.create_topics(new, operation_timeout=timeout, request_timeout=timeout)
     created = []
     for topic, future in futures.items():
@@ -191,8 +209,8 @@ def _create_missing(
             if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue
             raise BrokerError(
-                f"cannot create topic {topic} ({partitions} partitions, replication "
-                f"{replication}) at Kafka {bootstrap}: {_error_text(exc)}"
+                f"cannot create topic {topic} ({counts.get(topic, partitions)} partitions, "
+                f"replication {replication}) at Kafka {bootstrap}: {_error_text(exc)}"
             ) from None
         except FutureTimeout:
             raise BrokerError(
@@ -213,6 +231,87 @@ def ensure_topics(
     _create_missing(_admin(bootstrap), bootstrap, topics, partitions, replication, timeout)
 
 
+def _seq_of(message: _Message) -> int:
+    return message[0]
+
+
+def _taken_back(
+    in_flight: Mapping[str, list[list[_Message]]],
+    failed: Sequence[tuple[str, int, bytes, bytes]],
+    headers: list[tuple[str, bytes]] | None,
+) -> list[_Message]:
+    """The failed messages, found in their partitions' queues, in produce order."""
+    by_partition: dict[tuple[str, int], list[tuple[str, int, bytes, bytes]]] = {}
+    for report in failed:
+        by_partition.setdefault(report[:2], []).append(report)
+    taken: list[_Message] = []
+    for (topic, part), reports in by_partition.items():
+        queued = {m[4]: m for m in in_flight[topic][part]}
+        for _, _, key, value in reports:
+            message = queued.get(value)
+            if message is None:
+                # Dropped as acknowledged: only a partition whose later messages were
+                # acknowledged before this one failed does that, so its order is broken
+                # already. Re-send it first among its partition's messages.
+                message = (-1, topic, part, key, value, headers)
+            taken.append(message)
+    taken.sort(key=_seq_of)  # stable: reports of unknown order keep theirs
+    return taken
+
+
+def _check_resume_point(
+    last: Mapping[str, Mapping[int, LastMessage]], counts: Mapping[str, int]
+) -> tuple[int, float] | None:
+    """Are the topics' ends from a run of ours? Returns the live switch they record."""
+    lives = set()
+    for topic, parts in last.items():
+        for m in parts.values():
+            if m.key is None or partition_for(m.key, counts[topic]) != m.partition:
+                raise UsageError(
+                    f"cannot resume: {m.where()} ends with a message keyed {m.key!r}, "
+                    "which Kafka's default partitioner does not place there; the topic "
+                    "was not written by `musify generate` (or its partitions changed)"
+                )
+            if m.live is not None:
+                lives.add(m.live)
+    if len(lives) > 1:
+        raise UsageError(
+            "cannot resume: the topics' last messages come from continuous runs that "
+            f"switched to live time at different moments ({sorted(lives)}): they hold "
+            "more than one run"
+        )
+    return lives.pop() if lives else None
+
+
+def _partition_counts(
+    admin: AdminClient, bootstrap: str, topics: Sequence[str], timeout: float
+) -> dict[str, int]:
+    """Partitions of each topic, as the broker reports them (waiting a little for topics
+    just created, whose metadata may lag on a real cluster)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            meta = admin.list_topics(timeout=timeout).topics
+        except KafkaException as exc:
+            raise BrokerError(
+                f"cannot read topic metadata from Kafka at {bootstrap}: {_error_text(exc)}"
+            ) from None
+        counts: dict[str, int] = {}
+        problems: list[str] = []
+        for topic in topics:
+            info = meta.get(topic)
+            if info is None or info.error is not None or not info.partitions:
+                why = info.error.str() if info is not None and info.error else "no partitions"
+                problems.append(f"{topic} ({why})")
+            else:
+                counts[topic] = len(info.partitions)
+        if not problems:
+            return counts
+        if time.monotonic() >= deadline:
+            raise BrokerError(f"topics at Kafka {bootstrap} are not usable: {', '.join(problems)}")
+        time.sleep(0.1)
+
+
 def _topic_ids(admin: AdminClient, topics: Sequence[str], timeout: float) -> dict[str, str]:
     """Topic ids (they change when a topic is recreated); empty if the broker can't say."""
     try:
@@ -225,10 +324,18 @@ def _topic_ids(admin: AdminClient, topics: Sequence[str], timeout: float) -> dic
 class KafkaSink(Sink):
     """Produces each event line to its topic, keyed by user id; loses nothing silently.
 
+    The partition of every message is chosen here, ``partition_for(key, partitions)``
+    (Kafka's default partitioner), so a user's events stay on one partition in order and
+    a resumed run knows where each regenerated event went.
+
     ``continuous``: while the broker is unreachable, events wait in a bounded buffer
     (``max_buffered`` messages, then ``write`` blocks) and the broker is retried with
     exponential backoff, forever. Otherwise an unreachable broker, or messages still
     undelivered after ``flush_timeout`` seconds, raise ``BrokerError``.
+
+    ``resume``: on open, read the last message of every partition and drop the events
+    written until each partition meets its own (``musify.broker.resume``); ``skipped``
+    counts them per topic.
     """
 
     def __init__(
@@ -238,6 +345,7 @@ class KafkaSink(Sink):
         partitions: int = 3,
         replication: int = 1,
         continuous: bool = False,
+        resume: bool = False,
         producer_config: dict[str, Any] | None = None,
         topics: Sequence[str] = TOPIC_NAMES,
         flush_timeout: float = 120.0,
@@ -247,16 +355,21 @@ class KafkaSink(Sink):
         self.partitions = partitions
         self.replication = replication
         self.continuous = continuous
+        self.resume = resume
         self.topics = tuple(topics)
         self.flush_timeout = flush_timeout
         self.max_buffered = max_buffered
         self.target = f"kafka {bootstrap_servers}"
-        #: Messages the broker acknowledged.
-        self.delivered = 0
         #: Failed delivery attempts (each such message is re-sent).
         self.failed_attempts = 0
         #: Producers made so far: more than one means the sink recovered.
         self.producers_created = 0
+        #: Resumed runs: events not produced because the topics already held them.
+        self.skipped: dict[str, int] = {}
+        #: Resumed runs: (live_from, anchor) of the continuous run that wrote the topics.
+        self.recorded_live: tuple[int, float] | None = None
+        #: Partitions of each topic, as the broker has them (they define the key → partition map).
+        self.partition_counts: dict[str, int] = {}
         self._config = {
             **PRODUCER_DEFAULTS,
             **(producer_config or {}),
@@ -265,15 +378,29 @@ class KafkaSink(Sink):
         self._producer: Any = None
         self._admin: Any = None
         self._ids: dict[str, str] = {}
+        self._routers: dict[str, KeyRouter] = {}
+        self._headers: list[tuple[str, bytes]] | None = None
+        self._filter: ResumeFilter | None = None
+        # Messages handed to the current producer that may not be acknowledged yet, per
+        # topic and partition in produce order, and the reports of failed deliveries
+        # (topic, partition, key, value). The producer reports failures only (a report
+        # per success would cost more than the produce call); a partition's messages
+        # are acknowledged in produce order, so of its queue only the newest
+        # len(producer) + failures entries can be unacknowledged, and the rest is
+        # dropped as we go. Whatever order librdkafka reports failures and purges in,
+        # they are re-sent sorted by their sequence number.
+        self._seq = 0
+        self._handed = 0  # messages handed to producers, ever
+        self._in_flight: dict[str, list[list[_Message]]] = {}
+        self._failed: list[tuple[str, int, bytes, bytes]] = []
         # Un-acknowledged messages outside the producer, in the order to send them:
-        # failures reported by the current producer, then older failures not yet
-        # re-sent, then events written while the sink was recovering.
-        self._failed: deque[_Message] = deque()
+        # those taken back from a retired producer, then events written while the sink
+        # was recovering.
         self._retry: deque[_Message] = deque()
         self._backlog: deque[_Message] = deque()
         self._rejected: list[str] = []
-        self._in_producer = 0  # messages handed to the producer, not yet reported on
-        self._replace = False
+        self._replace = False  # the producer must be replaced
+        self._retired = False  # the producer was purged: nothing in it, nothing more to it
         self._broken = False
         self._unreachable_since: float | None = None
         self._next_probe = 0.0
@@ -285,31 +412,68 @@ class KafkaSink(Sink):
 
     # -- lifecycle ---------------------------------------------------------------------
 
+    def prepare(self) -> None:
+        """Check the broker, create missing topics, learn their partitions and, when
+        resuming, where each partition ends. Leaves no Kafka client running: a generator
+        forks its worker processes after this and before ``open``."""
+        if self.partition_counts:
+            return
+        check_reachable(self.bootstrap_servers, timeout=5.0)
+        admin = _admin(self.bootstrap_servers)
+        _create_missing(
+            admin, self.bootstrap_servers, self.topics, self.partitions, self.replication, 10.0
+        )
+        counts = _partition_counts(admin, self.bootstrap_servers, self.topics, 10.0)
+        self._ids = _topic_ids(admin, self.topics, PROBE_TIMEOUT)
+        del admin
+        routers: dict[int, KeyRouter] = {}
+        self._routers = {t: routers.setdefault(n, KeyRouter(n)) for t, n in counts.items()}
+        self._in_flight = {t: [[] for _ in range(n)] for t, n in counts.items()}
+        if self.resume:
+            last = read_last_messages(self.bootstrap_servers, counts)
+            self.recorded_live = _check_resume_point(last, counts)
+            self._filter = ResumeFilter(last, self._partition_of)
+            self.skipped = self._filter.skipped
+        self.partition_counts = counts
+
     def open(self) -> None:
         if self._producer is not None:
             return
-        check_reachable(self.bootstrap_servers, timeout=5.0)
+        self.prepare()
         self._admin = _admin(self.bootstrap_servers)
-        _create_missing(
-            self._admin,
-            self.bootstrap_servers,
-            self.topics,
-            self.partitions,
-            self.replication,
-            timeout=10.0,
-        )
-        self._ids = _topic_ids(self._admin, self.topics, PROBE_TIMEOUT)
         self._producer = self._new_producer()
+
+    def mark_live(self, live_from: int, anchor: float) -> None:
+        # Every later message carries the switch, so a resumed run can find it in the
+        # last message of any partition that got one of them.
+        self._headers = live_header(live_from, anchor)
+
+    def check_resume_window(self, start: int, end: int) -> None:
+        """Resumed runs: fail early if a partition ends outside the run's window."""
+        if self._filter is not None:
+            self._filter.check_window(start, end)
+
+    def resume_unmatched(self) -> list[str]:
+        """Partitions whose last message the run has not regenerated (yet)."""
+        if self._filter is None:
+            return []
+        return [m.where() for m in self._filter.unmatched()]
 
     def write(self, topic: str, keys: Sequence[int], lines: Sequence[bytes]) -> None:
         if not lines:
             return
         if self._producer is None:
             self.open()
+        batches: list[tuple[str, Sequence[int], Sequence[bytes]]] = [(topic, keys, lines)]
+        if self._filter is not None:
+            batches = self._filter.offer(topic, keys, lines)
+            if self._filter.done:
+                self._filter = None
         self._service()
-        done = 0 if self._degraded() else self._produce_batch(topic, keys, lines)
-        if done < len(lines):
-            self._buffer(topic, keys, lines, done)
+        for t, k, v in batches:
+            done = 0 if self._degraded() else self._produce_batch(t, k, v)
+            if done < len(v):
+                self._buffer(t, k, v, done)
 
     def flush(self) -> None:
         if self._producer is not None:
@@ -322,6 +486,12 @@ class KafkaSink(Sink):
             if not self._broken:
                 self._flush(final=True)
         finally:
+            if self._filter is not None and self._filter.n_held:
+                log.info(
+                    "%d regenerated events were not produced: the run stopped before every "
+                    "partition reached its last message",
+                    self._filter.n_held,
+                )
             self._producer.purge(in_queue=True, in_flight=True, blocking=False)
             self._producer.poll(0)
             self._producer = None
@@ -329,9 +499,13 @@ class KafkaSink(Sink):
 
     # -- producing -----------------------------------------------------------------------
 
+    def _partition_of(self, topic: str, user_id: int) -> int:
+        return self._routers[topic].route(user_id)[1]
+
     def _new_producer(self) -> Any:
         conf = dict(self._config)
         conf["on_delivery"] = self._on_delivery
+        conf["delivery.report.only.error"] = True
         conf["error_cb"] = self._on_error
         conf.setdefault("logger", client_log)
         try:
@@ -339,27 +513,43 @@ class KafkaSink(Sink):
         except (KafkaException, ValueError, TypeError) as exc:
             raise BrokerError(f"invalid Kafka producer configuration: {exc}") from None
         self.producers_created += 1
+        self._replace = False
+        self._retired = False
         return producer
 
+    @property
+    def delivered(self) -> int:
+        """Messages the broker acknowledged."""
+        return self._handed - self.failed_attempts - self._in_producer()
+
+    def _in_producer(self) -> int:
+        """Messages the producer holds: not acknowledged, or failed and not reported yet."""
+        return len(self._producer) if self._producer is not None and not self._retired else 0
+
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
-        self._in_producer -= 1
-        if err is None:
-            self.delivered += 1
+        if err is None:  # only with delivery.report.only.error off
             return
         self.failed_attempts += 1
         code = err.code()
         if code in _PERMANENT_ERRORS:
             self._rejected.append(f"{msg.topic()}: {err.str()}")
             return
-        self._failed.append((msg.topic(), msg.key(), msg.value()))
-        if code not in _PURGED:
-            if not self._replace:
-                log.warning(
-                    "delivery to Kafka at %s failed (%s); re-sending with a new producer",
-                    self.bootstrap_servers,
-                    err.str(),
-                )
-            self._replace = True
+        self._failed.append((msg.topic(), msg.partition(), msg.key() or b"", msg.value() or b""))
+        if code not in _PURGED and not self._replace:
+            log.warning(
+                "delivery to Kafka at %s failed (%s); re-sending with a new producer",
+                self.bootstrap_servers,
+                err.str(),
+            )
+        self._replace = True
+
+    def _forget_acknowledged(self) -> None:
+        """Drop what the producer must have acknowledged from the partitions' queues."""
+        held = len(self._producer) + len(self._failed)
+        for queues in self._in_flight.values():
+            for queue in queues:
+                if len(queue) > held:
+                    del queue[: len(queue) - held]
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -392,30 +582,50 @@ class KafkaSink(Sink):
         """Produce directly while all is well; returns how many lines were produced."""
         produce = self._producer.produce
         poll = self._producer.poll
-        for i, (key, line) in enumerate(zip(keys, lines, strict=True)):
-            k = str(key).encode()
-            while True:
-                try:
-                    produce(topic, line, k)
-                    self._in_producer += 1
-                    break
-                except BufferError:  # the local queue is full: wait for deliveries
-                    if not self._wait_for_room():
+        router = self._routers[topic]
+        cached, route = router.get, router.route
+        in_flight = self._in_flight[topic]
+        headers = self._headers
+        seq = self._seq
+        try:
+            for i, (user, line) in enumerate(zip(keys, lines, strict=True)):
+                key, part = cached(user) or route(user)
+                while True:
+                    try:
+                        if headers is None:
+                            produce(topic, line, key, part)
+                        else:
+                            produce(topic, line, key, part, headers=headers)
+                        seq += 1
+                        in_flight[part].append((seq, topic, part, key, line, headers))
+                        break
+                    except BufferError:  # the local queue is full: wait for deliveries
+                        if not self._wait_for_room():
+                            return i
+                    except KafkaException as exc:
+                        self._produce_failed(exc)
                         return i
-                except KafkaException as exc:
-                    self._produce_failed(exc)
-                    return i
-            if i & 1023 == 1023:
-                poll(0)
-                if self._troubled():  # keep the order: stop until the failures are re-sent
-                    return i + 1
-        return len(lines)
+                if i & 1023 == 1023:
+                    poll(0)
+                    self._handed += seq - self._seq
+                    self._seq = seq
+                    self._forget_acknowledged()
+                    if self._troubled():  # keep the order: stop until the failures are re-sent
+                        return i + 1
+            return len(lines)
+        finally:
+            self._handed += seq - self._seq
+            self._seq = seq
 
     def _buffer(self, topic: str, keys: Sequence[int], lines: Sequence[bytes], start: int) -> None:
         """Keep events while the sink recovers; block while the buffer is full."""
         backlog = self._backlog
-        for key, line in zip(keys[start:], lines[start:], strict=True):
-            backlog.append((topic, str(key).encode(), line))
+        route = self._routers[topic].route
+        headers = self._headers
+        for user, line in zip(keys[start:], lines[start:], strict=True):
+            key, part = route(user)
+            self._seq += 1
+            backlog.append((self._seq, topic, part, key, line, headers))
         if len(backlog) >= self.max_buffered and not self._blocked_warned:
             log.warning(
                 "%d events are waiting for Kafka at %s; generation pauses until they are delivered",
@@ -424,9 +634,16 @@ class KafkaSink(Sink):
             )
             self._blocked_warned = True
         while len(self._backlog) >= self.max_buffered:
-            self._producer.poll(0.1)
+            self._wait(0.1)
             self._service()
         self._blocked_warned = False
+
+    def _wait(self, seconds: float) -> None:
+        """Serve the producer for a while (a retired one has nothing left to serve)."""
+        if self._retired:
+            time.sleep(seconds)
+        else:
+            self._producer.poll(seconds)
 
     def _wait_for_room(self) -> bool:
         """The producer's queue is full: wait a little. False if the sink must recover."""
@@ -440,9 +657,13 @@ class KafkaSink(Sink):
         sent = 0
         for queue in (self._retry, self._backlog):
             while queue:
-                topic, key, value = queue[0]
+                message = queue[0]
+                _, topic, part, key, value, headers = message
                 try:
-                    producer.produce(topic, value, key)
+                    if headers:
+                        producer.produce(topic, value, key, part, headers=headers)
+                    else:
+                        producer.produce(topic, value, key, part)
                 except BufferError:
                     producer.poll(0.1)
                     self._check_stall()
@@ -453,19 +674,21 @@ class KafkaSink(Sink):
                     self._produce_failed(exc)
                     return
                 queue.popleft()
-                self._in_producer += 1
+                self._in_flight[topic][part].append(message)
+                self._handed += 1
                 sent += 1
                 if sent & 1023 == 0:
                     producer.poll(0)
+                    self._forget_acknowledged()
                     if self._troubled():
                         return
 
     def _outstanding(self) -> int:
-        return self._in_producer + len(self._failed) + len(self._retry) + len(self._backlog)
+        return self._in_producer() + len(self._failed) + len(self._retry) + len(self._backlog)
 
     def _troubled(self) -> bool:
         """The producer must be replaced, or the broker is unreachable."""
-        return bool(self._replace or self._failed or self._unreachable_since is not None)
+        return self._replace or self._unreachable_since is not None
 
     def _degraded(self) -> bool:
         """Troubled, or messages wait outside the producer: new events must queue up."""
@@ -476,6 +699,8 @@ class KafkaSink(Sink):
     def _service(self) -> None:
         """Serve callbacks, notice trouble, and recover if needed (never sleeps long)."""
         self._producer.poll(0)
+        if not self._retired:
+            self._forget_acknowledged()
         self._check_rejected()
         self._check_stall()
         if self._degraded():
@@ -492,11 +717,12 @@ class KafkaSink(Sink):
     def _check_stall(self) -> None:
         """With messages outstanding but no delivery for a while, check on the broker."""
         now = time.monotonic()
-        if self.delivered != self._mark_count:
+        delivered = self.delivered
+        if delivered != self._mark_count:
             self._backoff = BACKOFF_MIN
-            self._mark_count = self.delivered
+            self._mark_count = delivered
             self._mark_time = now
-        elif self._in_producer == 0:
+        elif self._in_producer() == 0:
             self._mark_time = now
         elif (
             now - self._mark_time >= STALL_SECONDS
@@ -511,13 +737,17 @@ class KafkaSink(Sink):
 
     def _recover(self) -> None:
         if self._troubled():
+            if self._replace:
+                # At once, not after the broker is back: a producer that lost a message
+                # must not deliver the ones behind it first.
+                self._retire()
             now = time.monotonic()
             if now - self._last_ok_probe > 0.5:
                 if now < self._next_probe:
                     return
                 if not self._probe():
                     return
-            if self._replace or self._failed:
+            if self._replace:
                 self._replace_producer()
         self._pump()
 
@@ -535,6 +765,7 @@ class KafkaSink(Sink):
                 self.partitions,
                 self.replication,
                 PROBE_TIMEOUT,
+                counts=self.partition_counts,
             )
         except BrokerError as exc:
             self._schedule_next_probe(time.monotonic())
@@ -582,22 +813,34 @@ class KafkaSink(Sink):
             max(0.0, self._next_probe - now),
         )
 
-    def _replace_producer(self) -> None:
-        """Drop the producer, collect every message it still held, and make a new one."""
+    def _retire(self) -> None:
+        """Purge the producer and take back every message it has not delivered, in order."""
+        if self._retired:
+            return
         old = self._producer
         old.purge(in_queue=True, in_flight=True, blocking=False)
         waited = time.monotonic()
-        while self._in_producer > 0:  # purged messages come back in delivery reports
+        while len(old) > 0:  # purged messages come back in delivery reports
             old.poll(0.1)
             if time.monotonic() - waited > 10:
-                log.warning(
-                    "still waiting for %d purged messages from the old producer",
-                    self._in_producer,
-                )
+                log.warning("still waiting for %d purged messages from the old producer", len(old))
                 waited = time.monotonic()
-        self._failed.extend(self._retry)
-        self._retry, self._failed = self._failed, deque()
-        self._replace = False
+        # Every message the producer held came back as failed; the rest of the queues
+        # was acknowledged.
+        taken = _taken_back(self._in_flight, self._failed, self._headers)
+        for queues in self._in_flight.values():
+            for queue in queues:
+                queue.clear()
+        self._failed = []
+        taken_back = deque(taken)
+        taken_back.extend(self._retry)
+        self._retry = taken_back
+        self._retired = True
+        self._replace = True
+
+    def _replace_producer(self) -> None:
+        """Retire the producer (if not yet) and make a new one to re-send from."""
+        self._retire()
         self._producer = self._new_producer()
         self._mark_time = time.monotonic()
         log.info(
@@ -629,7 +872,10 @@ class KafkaSink(Sink):
                     f"{outstanding} events were not delivered to Kafka at "
                     f"{self.bootstrap_servers} within {self.flush_timeout:g} s"
                 )
-            self._producer.flush(0.1)
+            if self._retired:
+                time.sleep(0.1)
+            else:
+                self._producer.flush(0.1)
 
 
 __all__ = ["PRODUCER_DEFAULTS", "KafkaSink", "check_reachable", "ensure_topics"]

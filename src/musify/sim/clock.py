@@ -24,6 +24,7 @@ YEAR = 365.25 * DAY
 _PHASE = 10800  # the warp is zero at 03:00 and 15:00 UTC
 
 _RELATIVE = re.compile(r"^now(?:\s*([+-])\s*(\d+(?:\.\d+)?)\s*([smhdw]))?$")
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": DAY, "w": 7 * DAY}
 
 
@@ -48,6 +49,14 @@ def parse_time(text: str, now: datetime | None = None) -> datetime:
         ) from None
     dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
     return dt.replace(microsecond=0)
+
+
+def parse_duration(text: str) -> timedelta:
+    """'2d', '3h', '90m', '1w', '30s' → a timedelta."""
+    m = _DURATION.match(text.strip().lower())
+    if not m:
+        raise ValueError(f"{text!r} is not a duration such as 2d, 3h, 90m or 30s")
+    return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
 
 
 def to_epoch(dt: datetime) -> int:

@@ -6,6 +6,13 @@ the chunk), gathers the blocks' events in block order and sorts them by event ti
 (stably, so ties keep block order: output is the same for any number of workers),
 injects faults if asked, and hands the lines to the sink. Workers already compute the
 next chunk while the main process writes the current one.
+
+A block's events depend on where the chunks end (its users share one random stream),
+so chunk ends are a function of the plan alone, never of the wall clock: history
+chunks of ``history_chunk`` seconds from the window start up to the plan's
+``live_from`` (a continuous run's switch to live time, fixed when it is planned), then
+steps of ``LIVE_STEP`` seconds. Re-running a plan therefore regenerates the same
+events, which is what lets a killed generator resume (``musify.broker.resume``).
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ from musify.sim.sinks import Sink
 #: larger populations get proportionally shorter chunks so a chunk's events stay small.
 HISTORY_CHUNK = 3600
 CHUNK_USERS = 200_000
+#: Simulated seconds per step of a continuous run once it has reached ``live_from``.
+LIVE_STEP = 1
 
 
 def history_chunk(n_users: int) -> int:
@@ -97,6 +106,21 @@ class Plan:
     continuous: bool
     speed: float
     workers: int
+    #: Continuous runs: history chunks end here, live steps start here (epoch seconds);
+    #: the time the run was planned, or the window start if that is later.
+    live_from: int = NEVER
+    #: The wall-clock time (epoch seconds) at which simulated time was ``live_from``;
+    #: live steps are released when ``live_from + (now - live_anchor) * speed`` passes them.
+    live_anchor: float = 0.0
+
+    def grid_floor(self) -> int | None:
+        """Where the output starts to depend on ``live_from``: the end of the last history
+        chunk that ends at or before it (None if the run never gets there)."""
+        if not self.continuous or self.live_from >= self.end:
+            return None
+        chunk = history_chunk(self.spec.n_users)
+        k = (self.live_from - self.start) // chunk
+        return self.start + k * chunk if k >= 1 else self.start - WARMUP_SECONDS
 
 
 def plan_run(opts: GenerateOptions, now: datetime | None = None) -> Plan:
@@ -155,7 +179,29 @@ def plan_run(opts: GenerateOptions, now: datetime | None = None) -> Plan:
     )
     workers = opts.workers or (os.cpu_count() or 1)
     workers = max(1, min(workers, spec.n_blocks))
-    return Plan(cfg, spec, start, end, opts.continuous, opts.speed, workers)
+    live_from = max(now_s, start) if opts.continuous else end
+    return Plan(
+        cfg, spec, start, end, opts.continuous, opts.speed, workers, live_from, float(now_s)
+    )
+
+
+def check_resumable(opts: GenerateOptions, plan: Plan) -> None:
+    """A run can be resumed only if re-running it regenerates the same events."""
+    if opts.faults is not None and opts.faults.any():
+        raise UsageError(
+            "--resume cannot be combined with --faults: injected duplicates, late and "
+            "reordered events make it ambiguous which events are already delivered"
+        )
+    missing = []
+    if opts.start is None and plan.config.start_date is None:
+        missing.append("--start-time (an absolute date-time; the config has no start-date)")
+    if opts.seed is None and "seed" not in plan.config.raw:
+        missing.append("--seed (the config has no seed)")
+    if missing:
+        raise UsageError(
+            "--resume needs a run that regenerates the same events every time; give "
+            + " and ".join(missing)
+        )
 
 
 def _window(
@@ -265,8 +311,12 @@ def _step_blocks(
     return results
 
 
-def _worker_main(conn: Connection, spec: ModelSpec, block_ids: list[int]) -> None:
+def _worker_main(
+    conn: Connection, spec: ModelSpec, block_ids: list[int], inherited: Sequence[Connection] = ()
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    for c in inherited:  # so that the parent's death, even by SIGKILL, ends our recv()
+        c.close()
     try:
         model = Model(spec)
         blocks = [Block(model, b) for b in block_ids]
@@ -304,11 +354,15 @@ class _Pool:
         # Build the people tables (and their on-disk cache) once, before the workers
         # start: forked workers inherit them instead of each building them again.
         load_people(Path(spec.cache_dir) if spec.cache_dir else None)
-        ctx: Any = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+        ctx: Any = mp.get_context(method)
         for w in range(workers):
             parent, child = ctx.Pipe()
             ids = list(range(w, self.n_blocks, workers))
-            p = ctx.Process(target=_worker_main, args=(child, spec, ids), daemon=True)
+            # A forked worker inherits the parent's end of its own pipe and of the earlier
+            # workers' pipes; while it held them, no worker would see the parent die.
+            inherited = [*self.conns, parent] if method == "fork" else []
+            p = ctx.Process(target=_worker_main, args=(child, spec, ids, inherited), daemon=True)
             p.start()
             child.close()
             self.conns.append(parent)
@@ -419,9 +473,10 @@ def run(
 ) -> Progress:
     """Simulate ``plan`` into ``sink``; returns the final counts.
 
-    History (simulated time before now) runs as fast as possible in hour chunks; in a
-    continuous run, simulated time then follows the wall clock (times ``speed``) in
-    one-second steps. Ctrl-C or SIGTERM stops cleanly after the current chunk.
+    History (simulated time before ``plan.live_from``) runs as fast as possible in hour
+    chunks; in a continuous run, simulated time then follows the wall clock (times
+    ``speed``) in one-second steps. Ctrl-C or SIGTERM stops cleanly after the current
+    chunk.
     """
     spec = plan.spec
     progress = Progress(start=plan.start, end=plan.end, sim_time=plan.start, users=spec.n_users)
@@ -433,13 +488,18 @@ def run(
     cursor = plan.start - WARMUP_SECONDS
 
     chunk = history_chunk(spec.n_users)
+    limit = min(plan.end, plan.live_from) if plan.continuous else plan.end
+    mark_after = plan.grid_floor()
 
     def history_target() -> int:
         nxt = plan.start + chunk if cursor < plan.start else cursor + chunk
-        limit = min(plan.end, int(clock())) if plan.continuous else plan.end
         return min(nxt, limit)
 
     def deliver(per_block: list[tuple[TopicOut, ...]], until: int) -> None:
+        nonlocal mark_after
+        if mark_after is not None and until > mark_after:
+            sink.mark_live(plan.live_from, plan.live_anchor)
+            mark_after = None
         merged = merge(per_block)
         if injector is not None:
             merged = injector.apply(merged, until)
@@ -469,23 +529,33 @@ def run(
                         on_progress(progress)
                     if not more:
                         break
-            # Live: simulated time follows the wall clock.
+            # Live: simulated time follows the wall clock, in steps of LIVE_STEP seconds
+            # (several in a row when behind, as after a resume).
             if plan.continuous and cursor < plan.end and not stop.requested:
                 progress.live = True
-                sim_anchor = max(cursor, plan.start)
-                wall_anchor = clock()
+                written = False
+                reported = time.monotonic()
                 while cursor < plan.end and not stop.requested:
-                    now_sim = sim_anchor + (clock() - wall_anchor) * plan.speed
-                    target = min(int(now_sim), plan.end)
-                    if target <= cursor:
-                        sleep(min(0.25, max(0.01, (cursor + 1 - now_sim) / plan.speed)))
+                    now_sim = plan.live_from + (clock() - plan.live_anchor) * plan.speed
+                    target = min(cursor + LIVE_STEP, plan.end)
+                    if target > now_sim:
+                        if written:  # caught up: deliver before waiting
+                            sink.flush()
+                            written = False
+                            if on_progress:
+                                on_progress(progress)
+                                reported = time.monotonic()
+                        sleep(min(0.25, max(0.01, (target - now_sim) / plan.speed)))
                         continue
                     pool.send(target, growth.until(target))
                     deliver(pool.receive(), target)
                     cursor = target
-                    sink.flush()
-                    if on_progress:
+                    written = True
+                    if on_progress and time.monotonic() - reported >= 0.2:
                         on_progress(progress)
+                        reported = time.monotonic()
+                if written and on_progress:
+                    on_progress(progress)
             if injector is not None:
                 for name, (keys, lines) in zip(ENGINE_TOPICS, injector.drain(), strict=True):
                     if lines:

@@ -33,6 +33,11 @@ class Sink(ABC):
     def flush(self) -> None:  # noqa: B027 - optional hook
         """Make everything written so far durable or delivered."""
 
+    def mark_live(self, live_from: int, anchor: float) -> None:  # noqa: B027 - optional hook
+        """A continuous run's next events depend on when it switched to live time
+        (``Plan.live_from``, ``Plan.live_anchor``); a sink that can resume a run records
+        it with them."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release resources."""
 
