@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import bench_generator, bench_kafka_source, bench_stream
+from benchmarks import (
+    bench_dashboard,
+    bench_generator,
+    bench_kafka_source,
+    bench_stack,
+    bench_stream,
+    bench_warehouse,
+)
 
 BENCHMARKS = {
     "generator": bench_generator.main,
     "kafka_source": bench_kafka_source.main,
     "stream": bench_stream.main,
+    "dashboard": bench_dashboard.main,
+    "warehouse": bench_warehouse.main,
+    "stack": bench_stack.main,
 }
 
 

@@ -19,46 +19,11 @@ from typing import Any
 
 import orjson
 
+from musify.orchestration.procs import tree_rss
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 RESULTS = REPO / "benchmarks" / "results"
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except OSError:
-        return []
-
-
-def _pss(pid: int) -> int:
-    """Proportional set size: resident memory with pages shared by n processes counted
-    1/n each, so forked workers sharing copy-on-write pages are not counted twice."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * PAGE_SIZE
-    except OSError:
-        return 0
-
-
-def tree_rss(pid: int) -> int:
-    """Memory of a process and all its descendants (sum of PSS), in bytes."""
-    total = 0
-    stack = [pid]
-    while stack:
-        p = stack.pop()
-        total += _pss(p)
-        stack.extend(_children(p))
-    return total
 
 
 @dataclass

@@ -95,6 +95,14 @@ def generate(
         bool, typer.Option("--continuous", help="After the history, keep going in real time.")
     ] = False,
     speed: Annotated[float, typer.Option(help="Simulated seconds per wall-clock second.")] = 1.0,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Kafka: the topics hold part of this same run (same options, fixed "
+            "--start-time and --seed), e.g. from a killed generator; produce only the rest.",
+        ),
+    ] = False,
     faults: Annotated[
         str | None,
         typer.Option(
@@ -127,6 +135,11 @@ def generate(
             raise UsageError("choose exactly one of --output-dir, --bootstrap-servers, --stdout")
         if stdout and json_summary:
             raise UsageError("--json prints to stdout: it cannot be combined with --stdout")
+        if resume and start_time is not None and start_time.strip().lower().startswith("now"):
+            raise UsageError(
+                f"--resume needs a fixed --start-time: {start_time!r} moves with the clock; "
+                "give a date-time such as 2024-03-18T00:00:00"
+            )
         settings = _settings(workers=workers)
         settings.ensure_dirs()
         rates = FaultRates.parse(faults) if faults is not None else None
@@ -165,6 +178,7 @@ def generate(
                 partitions=partitions or settings.topic_partitions,
                 replication=settings.topic_replication,
                 on_progress=on_progress,
+                resume=resume,
             )
     except MusifyError as exc:
         _fail(exc)
@@ -238,6 +252,12 @@ def _print_summary(summary: dict[str, object]) -> None:
     if summary.get("faults"):
         err.print(
             f"faults injected: {summary['faults']} (manifest: {summary['fault_manifest']})",
+            highlight=False,
+        )
+    skipped = summary.get("skipped")
+    if isinstance(skipped, dict):
+        err.print(
+            f"resumed: {sum(skipped.values()):,} events were already in Kafka and were skipped",
             highlight=False,
         )
 
@@ -356,85 +376,192 @@ def batch(
         ),
     ] = None,
     no_dbt: Annotated[
-        bool, typer.Option("--no-dbt", help="Only load the raw tables; do not run dbt build.")
+        bool, typer.Option("--no-dbt", help="Only load the raw tables (same as --steps load).")
     ] = False,
+    steps: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated steps, in this order: wait (for the stream to pass --end), "
+            "load, transform (dbt build), reconcile (facts = lake per hour), publish."
+        ),
+    ] = "load,transform,reconcile,publish",
+    wait_timeout: Annotated[
+        float,
+        typer.Option(help="wait: seconds to wait for the stream (exit 75 when not ready)."),
+    ] = 0.0,
+    grace: Annotated[
+        int, typer.Option(help="wait: seconds past --end the stream must have reached.")
+    ] = 60,
     json_summary: Annotated[
         bool, typer.Option("--json", help="Print the summary as JSON.")
     ] = False,
 ) -> None:
-    """Load lake hours into the warehouse and build the dbt models for them."""
-    from musify.batch import run_batch
+    """Load lake hours into the warehouse, build the dbt models, reconcile and publish."""
+    from datetime import timedelta
 
+    from musify.batch import resolve_window, run_batch
+    from musify.orchestration import hourly
+
+    chosen = [s.strip() for s in steps.split(",") if s.strip()]
     try:
+        unknown = sorted(set(chosen) - set(hourly.STEPS))
+        if unknown:
+            raise UsageError(f"--steps: unknown step(s) {', '.join(unknown)}; use {hourly.STEPS}")
+        if no_dbt:
+            chosen = ["load"]
         settings = _settings()
-        result = run_batch(
-            settings,
-            _time(start, "--start"),
-            _time(end, "--end"),
-            lookback_hours=lookback,
-            run_dbt=not no_dbt,
-        )
+        first, last = resolve_window(_time(start, "--start"), _time(end, "--end"))
+        doc: dict[str, Any] = {"start": first.isoformat(), "end": last.isoformat()}
+        if "wait" in chosen:
+            ready = hourly.wait_for_stream(settings, last, timedelta(seconds=grace), wait_timeout)
+            doc["wait"] = ready.describe()
+        if "load" in chosen or "transform" in chosen:
+            result = run_batch(
+                settings,
+                first,
+                last,
+                lookback_hours=lookback,
+                load="load" in chosen,
+                run_dbt="transform" in chosen,
+            )
+            doc.update(result.as_dict())
+        counts = None
+        if "reconcile" in chosen or "publish" in chosen:
+            counts = hourly.reconcile(settings, first, last)
+            doc["reconciled"] = {h.isoformat(): c for h, c in counts.items()}
+        if "publish" in chosen and counts is not None:
+            hourly.publish(settings, counts)
+            doc["published"] = [h.isoformat() for h in counts]
     except MusifyError as exc:
         _fail(exc)
-    doc = result.as_dict()
     if json_summary:
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    rows = ", ".join(f"{t} {n:,}" for t, n in doc["rows"].items())
-    err.print(
-        f"batch {doc['loaded_from']} → {doc['end']}: {rows}; "
-        f"missing hours: {len(doc['missing_hours'])}; load {doc['load_seconds']} s, "
-        f"dbt {doc['dbt_seconds']} s → {settings.warehouse_path}",
-        highlight=False,
-        soft_wrap=True,
-    )
+    parts = [f"batch {first:%Y-%m-%dT%H:%M} → {last:%Y-%m-%dT%H:%M}"]
+    if "wait" in doc:
+        parts.append(doc["wait"])
+    if "rows" in doc:
+        rows = ", ".join(f"{t} {n:,}" for t, n in doc["rows"].items())
+        parts.append(f"loaded from {doc['loaded_from']}: {rows}")
+        parts.append(f"missing hours: {len(doc['missing_hours'])}")
+    if "dbt_seconds" in doc:
+        parts.append(f"load {doc['load_seconds']} s, dbt {doc['dbt_seconds']} s")
+    if "reconciled" in doc:
+        parts.append(f"{len(doc['reconciled'])} hour(s) reconcile with the lake")
+    if "published" in doc:
+        parts.append("published")
+    err.print("; ".join(parts) + f" → {settings.warehouse_path}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def dashboard(
+    port: Annotated[
+        int | None, typer.Option(help="Port (default: MUSIFY_DASHBOARD_PORT, 8501).")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface (default: MUSIFY_BIND_HOST, 127.0.0.1).")
+    ] = None,
+) -> None:
+    """Serve the analytics dashboard (Streamlit) over the warehouse marts until Ctrl-C."""
+    from musify.dashboard.server import serve, url
+
+    try:
+        settings = _settings(dashboard_port=port, bind_host=host)
+        err.print(
+            f"dashboard on {url(settings.bind_host, settings.dashboard_port)} "
+            f"(warehouse {settings.warehouse_path}); Ctrl-C stops it",
+            highlight=False,
+            soft_wrap=True,
+        )
+        code = serve(settings)
+    except MusifyError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
+@app.command()
+def up(
+    users: Annotated[int, typer.Option(help="Simulated users (fixed at the first up).")] = 1000,
+    history: Annotated[
+        str, typer.Option(help="Simulated history before now, e.g. 2d, 6h (first up only).")
+    ] = "2d",
+    catchup_hours: Annotated[
+        int,
+        typer.Option(
+            help="The last N complete hours of history are published by hourly DAG runs; "
+            "older history by one backfill run (first up only)."
+        ),
+    ] = 2,
+    trigger: Annotated[
+        str | None, typer.Option(help="Stream micro-batch period (default: MUSIFY_STREAM_TRIGGER).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Generator seed (first up only).")] = 1,
+    config: Annotated[
+        Path | None, typer.Option(help="eventsim JSON config (first up only).")
+    ] = None,
+    no_airflow: Annotated[bool, typer.Option("--no-airflow", help="Do not start Airflow.")] = False,
+    no_dashboard: Annotated[
+        bool, typer.Option("--no-dashboard", help="Do not start the dashboard.")
+    ] = False,
+) -> None:
+    """Run the whole local pipeline until Ctrl-C: broker, generator, stream, Airflow, dashboard."""
+    from musify.orchestration.stack import UpOptions
+    from musify.orchestration.stack import up as run_up
+    from musify.sim.clock import parse_duration
+
+    try:
+        try:
+            span = parse_duration(history)
+        except ValueError as exc:
+            raise UsageError(f"--history: {exc}") from None
+        opts = UpOptions(
+            users=users,
+            history=span,
+            catchup_hours=catchup_hours,
+            trigger=trigger,
+            seed=seed,
+            config=config,
+            airflow=not no_airflow,
+            dashboard=not no_dashboard,
+        )
+        run_up(_settings(), opts, say=lambda m: err.print(m, highlight=False, soft_wrap=True))
+    except MusifyError as exc:
+        _fail(exc)
+
+
+@app.command()
+def down() -> None:
+    """Stop what `musify up` started (the broker keeps running: its topics are in memory)."""
+    from musify.orchestration.stack import down as run_down
+
+    try:
+        run_down(_settings(), say=lambda m: err.print(m, highlight=False))
+    except MusifyError as exc:
+        _fail(exc)
 
 
 @app.command()
 def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """The state of each local component: broker, stream."""
-    from musify.broker.local import broker_status as b_status
-    from musify.stream.status import stream_status
+    """One screen with the state of each component, lag, freshness, last published hour."""
+    from musify.orchestration.status import collect
 
     try:
-        settings = _settings()
-        b = b_status(settings)
-        s = stream_status(settings)
+        doc = collect(_settings())
     except MusifyError as exc:
         _fail(exc)
     if json_out:
-        doc = {
-            "broker": {
-                "running": b.running,
-                "pid": b.pid,
-                "bootstrap_servers": b.bootstrap_servers,
-            },
-            "stream": s,
-        }
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    t = Table(title=f"musify status ({settings.home})", header_style="bold")
+    t = Table(title=f"musify status ({doc['home']})", header_style="bold")
     t.add_column("component")
     t.add_column("state")
     t.add_column("details")
-    t.add_row(
-        "broker",
-        "[green]running[/]" if b.running else "[dim]stopped[/]",
-        b.bootstrap_servers + (f" (pid {b.pid})" if b.pid else ""),
-    )
-    last = s.get("last_batch")
-    details = "no micro-batch yet"
-    if last:
-        rows = last.get("rows", {})
-        details = (
-            f"batch {last['batch_id']} {s.get('age_s', '?')} s ago: "
-            f"{sum(rows.values()):,} rows, {last.get('quarantined', 0):,} quarantined, "
-            f"lag {last.get('lag')}, freshness {last.get('freshness_s')} s, "
-            f"{last.get('duration_ms')} ms"
-        )
-    t.add_row("stream", "[green]running[/]" if s["running"] else "[dim]stopped[/]", details)
+    for row in doc["components"]:
+        state = row["state"]
+        color = {"running": "green", "healthy": "green", "stopped": "dim"}.get(state, "red")
+        t.add_row(row["name"], f"[{color}]{state}[/]", row["details"])
     out.print(t)
 
 

@@ -53,14 +53,30 @@ class Settings:
     stream_trigger: str = "2m"
     #: The DuckDB warehouse file; empty means MUSIFY_HOME/warehouse.duckdb.
     warehouse: str = ""
+    #: Where ``musify batch`` loads and dbt builds: duckdb (local) or bigquery (bq_*).
+    warehouse_engine: str = "duckdb"
+    #: A Million Song ``songs.csv`` whose metadata (year, tempo, ...) dim_songs joins;
+    #: empty: none.
+    song_metadata: str = ""
     #: Hours before the requested ones that each batch loads again, for late events.
     batch_lookback_hours: int = 2
+    #: Airflow's virtual environment for the local stack; empty means the repo's
+    #: .venv-airflow (created by ``make install``).
+    airflow_venv: str = ""
+    #: Port of the local Airflow API server and UI (``musify up``), on ``bind_host``.
+    airflow_port: int = 8080
+    #: Port of the dashboard (``musify dashboard``), on ``bind_host``.
+    dashboard_port: int = 8501
+    #: How often an open dashboard page checks the warehouse for new hours, in seconds.
+    dashboard_refresh_seconds: float = 30.0
     #: BigQuery target of the dbt project (the profile reads these as MUSIFY_BQ_*;
     #: credentials come from the standard Google/BIGQUERY_* variables, never from here).
     bq_project: str = ""
     bq_dataset: str = "analytics"
     bq_location: str = "US"
     bq_api_endpoint: str = "https://bigquery.googleapis.com"
+    #: The dataset of the raw tables the batch loads (dbt's var raw_schema).
+    bq_raw_dataset: str = "raw"
 
     # Derived locations. They are properties, not fields, so they always follow ``home``.
     @property

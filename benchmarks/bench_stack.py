@@ -1,0 +1,109 @@
+"""The whole local stack (`musify up`): peak memory and CPU on this machine.
+
+Starts `musify up` in a fresh MUSIFY_HOME on free ports (1,000 users, 6 hours of history,
+10 s trigger, dashboard included), samples the process tree every second for the given
+duration (by default until the first hour is published, then two more minutes), and
+reports: time to the first published hour, peak memory of the whole tree (PSS, so
+shared pages are counted once), memory per component at the peak, and the CPU the
+stack used (cores, mean over the run). Target: <= 4 GB in total.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from benchmarks.common import save
+from musify.broker.local import free_port
+from musify.orchestration import procs
+from musify.orchestration.hourly import last_published
+from musify.settings import Settings
+
+
+def _components(home: Path) -> dict[str, int]:
+    try:
+        doc = orjson.loads((home / "run" / "up.json").read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return {}
+    return {n: int(c["pid"]) for n, c in doc.get("components", {}).items()}
+
+
+def run(users: int, history: str, after_publish: float, limit: float) -> dict[str, Any]:
+    home = Path(tempfile.mkdtemp(prefix="musify-stack-")) / "home"
+    port, aport, dport = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "MUSIFY_HOME": str(home),
+        "MUSIFY_BROKER_PORT": str(port),
+        "MUSIFY_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
+        "MUSIFY_AIRFLOW_PORT": str(aport),
+        "MUSIFY_DASHBOARD_PORT": str(dport),
+        "MUSIFY_STREAM_TRIGGER": "10s",
+    }
+    settings = Settings(home=home)
+    cmd = [sys.executable, "-m", "musify", "up", "--users", str(users), "--history", history]
+    log = home.parent / "up.log"
+    t0 = time.monotonic()
+    with log.open("wb") as out:
+        up = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    peak, at_peak, first_publish = 0, {}, None
+    try:
+        while time.monotonic() - t0 < limit:
+            time.sleep(1.0)
+            per = {n: procs.tree_rss(p) for n, p in _components(home).items()}
+            per["musify up"] = procs.pss(up.pid)
+            total = sum(per.values())
+            if total > peak:
+                peak, at_peak = total, per
+            if first_publish is None and last_published(settings) is not None:
+                first_publish = time.monotonic() - t0
+                print(f"  first hour published after {first_publish:.0f} s", flush=True)
+            if first_publish is not None and time.monotonic() - t0 > first_publish + after_publish:
+                break
+        cpu = procs.tree_cpu(up.pid)
+        elapsed = time.monotonic() - t0
+    finally:
+        up.send_signal(signal.SIGTERM)
+        up.wait(400)
+        subprocess.run(
+            [sys.executable, "-m", "musify", "broker", "stop"], env=env, check=False, timeout=60
+        )
+    return {
+        "users": users,
+        "history": history,
+        "seconds": round(elapsed, 1),
+        "first_publish_s": round(first_publish, 1) if first_publish else None,
+        "peak_mib": round(peak / 2**20),
+        "at_peak_mib": {n: round(v / 2**20) for n, v in sorted(at_peak.items())},
+        "cpu_cores_mean": round(cpu / elapsed, 2),
+        "log": str(log),
+    }
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks stack")
+    ap.add_argument("--users", type=int, default=1000)
+    ap.add_argument("--history", default="6h")
+    ap.add_argument("--after-publish", type=float, default=120.0)
+    ap.add_argument("--limit", type=float, default=1800.0)
+    args = ap.parse_args(argv)
+    print(f"stack: musify up, {args.users:,} users, {args.history} of history")
+    r = run(args.users, args.history, args.after_publish, args.limit)
+    print(f"  peak memory of the whole stack: {r['peak_mib']:,} MiB (target <= 4,096)")
+    for name, mib in r["at_peak_mib"].items():
+        print(f"    {name:<22} {mib:>6,} MiB")
+    print(f"  CPU: {r['cpu_cores_mean']} cores on average over {r['seconds']} s (2 here)")
+    print(f"  saved {save('stack', r)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,116 @@
+"""Airflow for the local stack: its own virtual environment, its home, its settings.
+
+Airflow 3 and dbt cannot share one dependency set, so Airflow lives in ``.venv-airflow``
+(``make install`` creates it) and its DAG calls the ``musify`` CLI of this environment.
+Everything Airflow needs is passed as ``AIRFLOW__*`` variables: nothing in the user's
+own ``airflow.cfg`` changes, and every server binds 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from musify.errors import MusifyError
+from musify.settings import Settings
+
+DAGS_FOLDER = Path(__file__).resolve().parent / "dags"
+DAG_ID = "musify_hourly"
+REPO = Path(__file__).resolve().parents[3]
+
+
+class AirflowError(MusifyError):
+    """Airflow is missing or one of its commands failed."""
+
+
+def airflow_bin(settings: Settings) -> Path:
+    venv = Path(settings.airflow_venv) if settings.airflow_venv else REPO / ".venv-airflow"
+    exe = venv / "bin" / "airflow"
+    if not exe.exists():
+        raise AirflowError(
+            f"Airflow is not installed at {venv} (run `make install`, or set "
+            "MUSIFY_AIRFLOW_VENV to a virtual environment with apache-airflow 3)"
+        )
+    return exe
+
+
+def musify_cli() -> str:
+    """The musify executable of this environment, for the DAG's tasks."""
+    exe = Path(sys.executable).parent / "musify"
+    return str(exe) if exe.exists() else "musify"
+
+
+def airflow_home(settings: Settings) -> Path:
+    return (settings.home / "airflow").resolve()
+
+
+def airflow_environ(
+    settings: Settings,
+    *,
+    api_port: int = 8080,
+    dag_start: datetime | None = None,
+    base: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment for every Airflow process of the local stack."""
+    home = airflow_home(settings)
+    env = dict(os.environ if base is None else base)
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            # Two cores: one task at a time besides the sensor keeps Spark fed.
+            "AIRFLOW__CORE__PARALLELISM": "2",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(api_port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+            # The API server is reachable from this machine only; one local admin.
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+            "AIRFLOW_VAR_MUSIFY_CLI": musify_cli(),
+            "MUSIFY_HOME": str(settings.home.resolve()),
+            "NO_PROXY": "*",
+        }
+    )
+    if dag_start is not None:
+        env["AIRFLOW_VAR_MUSIFY_DAG_START"] = dag_start.isoformat()
+    return env
+
+
+def run_airflow(
+    settings: Settings, args: list[str], env: dict[str, str], timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run one airflow command to completion; AirflowError with its output tail on failure."""
+    airflow_home(settings).mkdir(parents=True, exist_ok=True)
+    res = subprocess.run(
+        [str(airflow_bin(settings)), *args],
+        env=env,
+        cwd=airflow_home(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if res.returncode != 0:
+        tail = "\n".join((res.stdout + res.stderr).strip().splitlines()[-15:])
+        raise AirflowError(f"airflow {' '.join(args)} failed ({res.returncode}):\n{tail}")
+    return res
+
+
+def migrate(settings: Settings, env: dict[str, str]) -> None:
+    run_airflow(settings, ["db", "migrate"], env)
+
+
+def dags_test(settings: Settings, env: dict[str, str], logical_date: datetime) -> str:
+    """``airflow dags test`` for one run, in-process; returns its output."""
+    res = run_airflow(settings, ["dags", "test", DAG_ID, logical_date.isoformat()], env)
+    return res.stdout + res.stderr

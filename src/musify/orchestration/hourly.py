@@ -1,0 +1,218 @@
+"""The steps of the hourly publication around ``run_batch``: wait, reconcile, publish.
+
+An hour is *published* when the stream has passed its end (so the lake holds every event
+of the hour that was produced before then), it was loaded and built, and the facts for
+the hour reconcile with the distinct events in the lake. Airflow runs these steps as the
+tasks of ``musify_hourly``; ``musify batch --steps`` runs any of them by hand.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import orjson
+
+from musify.errors import MusifyError
+from musify.events import TOPIC_NAMES
+from musify.lake import Lake
+from musify.settings import Settings
+
+#: Each topic's fact table: one row per distinct event (sessionId, itemInSession).
+FACTS = {
+    "listen_events": "fact_streams",
+    "page_view_events": "fact_page_views",
+    "auth_events": "fact_auth",
+    "status_change_events": "fact_status_changes",
+}
+assert set(FACTS) == set(TOPIC_NAMES)
+PUBLISHED_TABLE = "raw.published_hours"
+#: The steps of an hourly run, in order.
+STEPS = ("wait", "load", "transform", "reconcile", "publish")
+
+
+class ReconcileError(MusifyError):
+    """The facts of an hour do not match the lake: the hour must not be published."""
+
+
+class NotReady(MusifyError):
+    """The stream has not yet passed the end of the hour: try again later."""
+
+    exit_code = 75  # EX_TEMPFAIL: the DAG's sensor pokes again on this code
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    #: Produce time: every message acknowledged before it is committed in the lake.
+    watermark: datetime | None
+    #: Event time: the newest event the lake holds.
+    newest_event: datetime | None
+    needed: datetime
+
+    def describe(self) -> str:
+        if self.watermark is None:
+            return f"the stream has no watermark yet (needs {self.needed.isoformat()})"
+        if self.newest_event is None:
+            return f"the lake has no event yet (needs one after {self.needed.isoformat()})"
+        state = "has passed" if self.ready else "has not passed"
+        return (
+            f"stream watermark {self.watermark.isoformat()} and newest event "
+            f"{self.newest_event.isoformat()}: the stream {state} {self.needed.isoformat()}"
+        )
+
+
+def stream_readiness(settings: Settings, end: datetime, grace: timedelta) -> Readiness:
+    """Whether the lake holds the hours before ``end``: the stream's produce-time watermark
+    *and* the newest event in the lake are past ``end + grace``.
+
+    The watermark alone is not enough: a generator replaying history produces events of
+    past hours long after those hours ended. Producers write in event-time order, so an
+    event past ``end`` in the lake means the hour's events were produced before it, and a
+    watermark past that moment means they are committed. What arrives later still is late
+    data: the look-back of the following runs loads it.
+    """
+    from musify.stream.status import stream_status, watermark
+
+    mark = watermark(settings)
+    last = stream_status(settings).get("last_batch") or {}
+    newest = None
+    if last.get("at") and last.get("freshness_s") is not None:
+        # the job reports freshness = (time of the report) - (newest event written so far)
+        at = datetime.fromisoformat(last["at"]).astimezone(UTC)
+        newest = at - timedelta(seconds=float(last["freshness_s"]))
+    needed = end + grace
+    ready = mark is not None and newest is not None and min(mark, newest) >= needed
+    return Readiness(ready, mark, newest, needed)
+
+
+def wait_for_stream(
+    settings: Settings, end: datetime, grace: timedelta, timeout: float, poll: float = 5.0
+) -> Readiness:
+    """Block until the stream passed ``end + grace``; NotReady after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        r = stream_readiness(settings, end, grace)
+        if r.ready:
+            return r
+        if time.monotonic() >= deadline:
+            raise NotReady(r.describe())
+        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+
+
+def _naive(dt: datetime) -> datetime:
+    return dt.astimezone(UTC).replace(tzinfo=None)
+
+
+def lake_counts(lake: Lake, start: datetime, end: datetime) -> dict[str, int]:
+    """Distinct events per topic in the lake's committed files for hours in [start, end)."""
+    counts: dict[str, int] = {}
+    con = duckdb.connect()
+    try:
+        for topic in TOPIC_NAMES:
+            files: list[str] = []
+            h = start
+            while h < end:
+                d = lake.hour_dir(topic, f"{h:%Y-%m-%d}", h.hour)
+                files += sorted(glob.glob(str(d / "*.parquet")))
+                h += timedelta(hours=1)
+            if not files:
+                counts[topic] = 0
+                continue
+            row = con.execute(
+                'SELECT count(*) FROM (SELECT DISTINCT "sessionId", "itemInSession" '
+                "FROM read_parquet(?))",
+                [files],
+            ).fetchone()
+            counts[topic] = int(row[0]) if row else 0
+    finally:
+        con.close()
+    return counts
+
+
+def fact_counts(settings: Settings, start: datetime, end: datetime) -> dict[str, int]:
+    """Rows per topic's fact table for events in [start, end)."""
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        out = {}
+        for topic, fact in FACTS.items():
+            row = con.execute(
+                f"SELECT count(*) FROM analytics.{fact} WHERE event_hour >= ? AND event_hour < ?",
+                [_naive(start), _naive(end)],
+            ).fetchone()
+            out[topic] = int(row[0]) if row else 0
+        return out
+    finally:
+        con.close()
+
+
+def reconcile(settings: Settings, start: datetime, end: datetime) -> dict[datetime, dict[str, int]]:
+    """Check facts == distinct lake events per topic, hour by hour; returns the counts."""
+    lake = Lake(Path(settings.lake_root))
+    counts: dict[datetime, dict[str, int]] = {}
+    wrong: list[str] = []
+    h = start
+    while h < end:
+        in_lake = lake_counts(lake, h, h + timedelta(hours=1))
+        facts = fact_counts(settings, h, h + timedelta(hours=1))
+        wrong += [
+            f"{h:%Y-%m-%dT%H} {t}: lake {in_lake[t]:,} vs {FACTS[t]} {facts[t]:,}"
+            for t in in_lake
+            if in_lake[t] != facts[t]
+        ]
+        counts[h] = in_lake
+        h += timedelta(hours=1)
+    if wrong:
+        raise ReconcileError("the warehouse does not reconcile with the lake: " + "; ".join(wrong))
+    return counts
+
+
+def _published_file(settings: Settings) -> Path:
+    return settings.run_dir / "published.json"
+
+
+def publish(settings: Settings, counts: dict[datetime, dict[str, int]]) -> None:
+    """Record each reconciled hour as published, with its event counts (idempotent)."""
+    if not counts:
+        return
+    now = _naive(datetime.now(UTC))
+    con = duckdb.connect(str(settings.warehouse_path))
+    try:
+        con.execute("CREATE SCHEMA IF NOT EXISTS raw")
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {PUBLISHED_TABLE} "
+            "(hour TIMESTAMP PRIMARY KEY, published_at TIMESTAMP, events JSON)"
+        )
+        con.execute("BEGIN")
+        for h, per_topic in sorted(counts.items()):
+            con.execute(f"DELETE FROM {PUBLISHED_TABLE} WHERE hour = ?", [_naive(h)])
+            con.execute(
+                f"INSERT INTO {PUBLISHED_TABLE} VALUES (?, ?, ?)",
+                [_naive(h), now, orjson.dumps(per_topic).decode()],
+            )
+        con.execute("COMMIT")
+    finally:
+        con.close()
+    # A copy outside the warehouse, so `musify status` never waits on its lock.
+    newest = max(counts)
+    last = last_published(settings)
+    if last is None or newest > last:
+        settings.ensure_dirs()
+        doc = {"hour": newest.isoformat(), "published_at": f"{now.isoformat()}Z"}
+        tmp = _published_file(settings).with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps({**doc, "events": counts[newest]}))
+        tmp.replace(_published_file(settings))
+
+
+def last_published(settings: Settings) -> datetime | None:
+    """The newest published hour (start of the hour), from the status copy."""
+    try:
+        doc = orjson.loads(_published_file(settings).read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None
+    return datetime.fromisoformat(doc["hour"]).astimezone(UTC)

@@ -1,0 +1,486 @@
+"""The local stack behind ``musify up``: every component as a supervised child process.
+
+Start order: the broker (kept running across ``musify up``/``down``: Tansu keeps topics
+in memory only), the Spark stream, the generator (a short history, then live), Airflow
+(database migration, then API server, DAG processor and scheduler) and the dashboard.
+The generator and the stream resume from Kafka and from their checkpoint, Airflow from
+its database, so a component that dies is simply started again: nothing is lost and
+nothing is duplicated. Ctrl-C, SIGTERM or ``musify down`` stops the children in reverse
+order, each with SIGTERM first (the stream finishes its micro-batch).
+
+The run's fixed facts (history start, seed, users, the first hour the DAG publishes)
+are chosen at the first ``musify up`` and kept in ``MUSIFY_HOME/run/stack.json``, so a
+restart regenerates exactly the same events and Kafka/the lake see no duplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from musify.errors import MusifyError, UsageError
+from musify.orchestration import airflow_env, procs
+from musify.settings import Settings
+
+#: How long each component may take to stop on SIGTERM before it is killed.
+STOP_TIMEOUT = {"stream": 240.0, "generator": 30.0}
+DEFAULT_STOP_TIMEOUT = 30.0
+#: A component that keeps dying is restarted at most this often, then left stopped.
+MAX_RESTARTS = 5
+
+
+class StackError(MusifyError):
+    """The local stack could not start or stop."""
+
+
+@dataclass(frozen=True)
+class UpOptions:
+    users: int = 1000
+    history: timedelta = timedelta(days=2)
+    #: The last N complete hours of the history are published by hourly DAG runs (so
+    #: Airflow has runs to show at once); older history by one backfill run.
+    catchup_hours: int = 2
+    trigger: str | None = None
+    seed: int = 1
+    speed: float = 1.0
+    config: Path | None = None
+    airflow: bool = True
+    dashboard: bool = True
+    generator_workers: int = 1
+
+
+@dataclass
+class Plan:
+    """The facts of a stack fixed at its first start (``run/stack.json``)."""
+
+    history_start: datetime
+    dag_start: datetime
+    users: int
+    seed: int
+    config: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "history_start": self.history_start.isoformat(),
+            "dag_start": self.dag_start.isoformat(),
+            "users": self.users,
+            "seed": self.seed,
+            "config": self.config,
+        }
+
+
+def plan_path(settings: Settings) -> Path:
+    return settings.run_dir / "stack.json"
+
+
+def up_path(settings: Settings) -> Path:
+    return settings.run_dir / "up.json"
+
+
+def load_or_create_plan(settings: Settings, opts: UpOptions, now: datetime) -> tuple[Plan, bool]:
+    """The stored plan, or a new one from ``opts``; True when it was created now."""
+    path = plan_path(settings)
+    if path.exists():
+        d = orjson.loads(path.read_bytes())
+        return (
+            Plan(
+                datetime.fromisoformat(d["history_start"]),
+                datetime.fromisoformat(d["dag_start"]),
+                int(d["users"]),
+                int(d["seed"]),
+                d.get("config"),
+            ),
+            False,
+        )
+    hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    history_start = (now - opts.history).astimezone(UTC).replace(second=0, microsecond=0)
+    dag_start = max(hour - timedelta(hours=opts.catchup_hours), history_start)
+    dag_start = dag_start.replace(minute=0)
+    plan = Plan(
+        history_start,
+        dag_start,
+        opts.users,
+        opts.seed,
+        str(opts.config.resolve()) if opts.config else None,
+    )
+    settings.ensure_dirs()
+    path.write_bytes(orjson.dumps(plan.as_dict(), option=orjson.OPT_INDENT_2))
+    return plan, True
+
+
+@dataclass
+class Component:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    url: str | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: list[float] = field(default_factory=list)
+    restart_at: float | None = None
+    failed: bool = False
+
+    def start(self) -> None:
+        self.proc = procs.spawn(self.argv, self.env, self.log)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def _musify(*args: str) -> list[str]:
+    return [sys.executable, "-m", "musify", *args]
+
+
+def _has_dashboard() -> bool:
+    return importlib.util.find_spec("musify.dashboard") is not None
+
+
+class Stack:
+    """Starts, watches and stops the components; the Python API behind ``musify up``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        opts: UpOptions,
+        say: Callable[[str], None] = print,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.opts = opts
+        self.say = say
+        self.now = now
+        self.components: list[Component] = []
+        self.plan: Plan | None = None
+        self._stop = threading.Event()
+        self._bootstrap: threading.Thread | None = None
+        self.peak_rss = 0
+
+    # -- building the components ---------------------------------------------------------
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["MUSIFY_HOME"] = str(self.settings.home.resolve())
+        env["MUSIFY_BOOTSTRAP_SERVERS"] = self.settings.bootstrap_servers
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _components(self, plan: Plan) -> list[Component]:
+        s, o, logs = self.settings, self.opts, self.settings.logs_dir
+        env = self._env()
+        trigger = o.trigger or s.stream_trigger
+        comps = [
+            Component(
+                "stream",
+                _musify("stream", "--trigger", trigger),
+                env,
+                logs / "stream.log",
+            ),
+        ]
+        gen = _musify(
+            "generate",
+            "--bootstrap-servers",
+            s.bootstrap_servers,
+            "--continuous",
+            "--resume",
+            "--start-time",
+            plan.history_start.isoformat(),
+            "--nusers",
+            str(plan.users),
+            "--seed",
+            str(plan.seed),
+            "--speed",
+            str(o.speed),
+            "--workers",
+            str(o.generator_workers),
+            "--quiet",
+        )
+        if plan.config:
+            gen += ["--config", plan.config]
+        comps.append(Component("generator", gen, env, logs / "generator.log"))
+        if o.airflow:
+            aenv = airflow_env.airflow_environ(
+                s, api_port=s.airflow_port, dag_start=plan.dag_start, base=env
+            )
+            exe = str(airflow_env.airflow_bin(s))
+            url = f"http://{s.bind_host}:{s.airflow_port}"
+            comps += [
+                Component(
+                    "airflow-api",
+                    [exe, "api-server", "--host", s.bind_host, "--port", str(s.airflow_port)],
+                    aenv,
+                    logs / "airflow-api.log",
+                    url=url,
+                ),
+                Component(
+                    "airflow-dag-processor",
+                    [exe, "dag-processor"],
+                    aenv,
+                    logs / "airflow-dag-processor.log",
+                ),
+                Component(
+                    "airflow-scheduler",
+                    [exe, "scheduler", "--skip-serve-logs"],
+                    aenv,
+                    logs / "airflow-scheduler.log",
+                ),
+            ]
+        if o.dashboard and _has_dashboard():
+            port = getattr(s, "dashboard_port", 8501)
+            comps.append(
+                Component(
+                    "dashboard",
+                    _musify("dashboard", "--port", str(port)),
+                    env,
+                    logs / "dashboard.log",
+                    url=f"http://{s.bind_host}:{port}",
+                )
+            )
+        return comps
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        s = self.settings
+        s.ensure_dirs()
+        self._claim()
+        self._ensure_broker()
+        self.plan, created = load_or_create_plan(s, self.opts, self.now())
+        p = self.plan
+        self.say(
+            f"{'new' if created else 'resuming'} stack in {s.home.resolve()}: "
+            f"{p.users:,} users from {p.history_start:%Y-%m-%d %H:%M} UTC, "
+            f"hourly DAG from {p.dag_start:%Y-%m-%d %H:00}"
+        )
+        if self.opts.airflow:
+            self._prepare_airflow(p)
+        self.components = self._components(p)
+        for c in self.components:
+            c.start()
+            self.say(f"  {c.name:<22} pid {c.pid:<7} log {c.log}" + (f"  {c.url}" if c.url else ""))
+        self._record()
+        if self.opts.airflow and p.dag_start > p.history_start:
+            self._bootstrap = threading.Thread(target=self._trigger_backfill, daemon=True)
+            self._bootstrap.start()
+
+    def _claim(self) -> None:
+        """One ``musify up`` per MUSIFY_HOME; stop what a crashed one left running."""
+        path = up_path(self.settings)
+        try:
+            doc = orjson.loads(path.read_bytes())
+            pid = int(doc["pid"])
+        except (FileNotFoundError, orjson.JSONDecodeError, KeyError, ValueError):
+            return
+        if pid != os.getpid() and procs.alive(pid):
+            raise StackError(
+                f"musify up is already running for {self.settings.home} (pid {pid}); "
+                "stop it with `musify down`"
+            )
+        for name, c in reversed(list(doc.get("components", {}).items())):
+            cpid = c.get("pid")
+            # the pid must still be ours: not reused by an unrelated process
+            ours = any(w in procs.cmdline(int(cpid or 0)) for w in ("musify", "airflow"))
+            if cpid and procs.alive(int(cpid)) and ours:
+                self.say(f"  stopping {name} (pid {cpid}) left by a musify up that did not stop")
+                procs.stop_group(int(cpid), STOP_TIMEOUT.get(name, DEFAULT_STOP_TIMEOUT))
+
+    def _record(self) -> None:
+        doc = {
+            "pid": os.getpid(),
+            "started_at": self.now().isoformat(),
+            "components": {
+                c.name: {"pid": c.pid, "log": str(c.log), "url": c.url} for c in self.components
+            },
+        }
+        up_path(self.settings).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+
+    def _ensure_broker(self) -> None:
+        from musify.broker.kafka import check_reachable
+        from musify.broker.local import start_broker
+
+        s = self.settings
+        local = s.bootstrap_servers in {
+            f"127.0.0.1:{s.broker_port}",
+            f"localhost:{s.broker_port}",
+            f"{s.bind_host}:{s.broker_port}",
+        }
+        try:
+            check_reachable(s.bootstrap_servers, timeout=2.0)
+            self.say(f"  {'broker':<22} reachable at {s.bootstrap_servers}")
+            return
+        except MusifyError:
+            if not local:
+                raise
+        info = start_broker(s)
+        self.say(
+            f"  {'broker':<22} pid {info.pid:<7} log {info.log_path}  {info.bootstrap_servers}"
+        )
+
+    def _prepare_airflow(self, plan: Plan) -> None:
+        s = self.settings
+        env = airflow_env.airflow_environ(s, api_port=s.airflow_port, dag_start=plan.dag_start)
+        t0 = time.monotonic()
+        airflow_env.migrate(s, env)
+        airflow_env.run_airflow(
+            s, ["pools", "set", "musify_warehouse", "1", "one writer of the warehouse"], env
+        )
+        self.say(f"  {'airflow database':<22} ready in {time.monotonic() - t0:.0f} s")
+
+    def _trigger_backfill(self) -> None:
+        """Publish the history before the DAG's first hour with one backfill run."""
+        assert self.plan is not None
+        s, p = self.settings, self.plan
+        start = p.history_start.replace(minute=0)
+        conf = orjson.dumps({"start": start.isoformat(), "end": p.dag_start.isoformat()}).decode()
+        env = airflow_env.airflow_environ(s, api_port=s.airflow_port, dag_start=p.dag_start)
+        args = ["dags", "trigger", "musify_backfill", "--run-id", "bootstrap", "--conf", conf]
+        while not self._stop.wait(10):
+            try:
+                airflow_env.run_airflow(s, args, env, timeout=120)
+            except airflow_env.AirflowError as exc:
+                if "already exists" in str(exc):
+                    return
+                continue  # the DAG is not parsed yet
+            except subprocess.TimeoutExpired:
+                continue
+            self.say(f"history {start:%Y-%m-%d %H:00} → {p.dag_start:%H:00} queued for publication")
+            return
+
+    def watch(self, interval: float = 2.0, report_every: float = 60.0) -> None:
+        """Restart components that die; print health; return when asked to stop."""
+        last_report = time.monotonic()
+        while not self._stop.wait(interval):
+            for c in self.components:
+                if c.failed or c.running():
+                    continue
+                now = time.monotonic()
+                if c.restart_at is None:
+                    code = c.proc.returncode if c.proc else None
+                    c.restarts = [t for t in c.restarts if now - t < 600] + [now]
+                    if len(c.restarts) > MAX_RESTARTS:
+                        c.failed = True
+                        self.say(f"{c.name} keeps exiting (code {code}); left stopped: see {c.log}")
+                        continue
+                    # back off: 1, 2, 4, 8, 16 s, so a crash loop does not eat the CPU
+                    c.restart_at = now + 2 ** (len(c.restarts) - 1)
+                    self.say(f"{c.name} exited with code {code}; restarting (log {c.log})")
+                if now >= c.restart_at:
+                    c.restart_at = None
+                    c.start()
+                    self._record()
+            rss = sum(procs.tree_rss(c.pid) for c in self.components if c.pid and c.running())
+            self.peak_rss = max(self.peak_rss, rss)
+            if time.monotonic() - last_report >= report_every:
+                last_report = time.monotonic()
+                self.say(health_line(self.settings, rss))
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for c in reversed(self.components):
+            if c.proc is None or c.proc.poll() is not None:
+                continue
+            self.say(f"stopping {c.name} (pid {c.pid})")
+            timeout = STOP_TIMEOUT.get(c.name, DEFAULT_STOP_TIMEOUT)
+            if not procs.stop_group(c.proc.pid, timeout, c.proc):
+                self.say(f"{c.name} did not stop within {timeout:.0f} s: killed")
+        with contextlib.suppress(FileNotFoundError):
+            up_path(self.settings).unlink()
+        self.say(
+            "stopped. The broker keeps running (its topics live in memory): "
+            "`musify broker stop` discards them."
+        )
+
+
+def health_line(settings: Settings, rss: int | None = None) -> str:
+    from musify.orchestration.hourly import last_published
+    from musify.stream.status import stream_status
+
+    s = stream_status(settings)
+    last = s.get("last_batch") or {}
+    pub = last_published(settings)
+    parts = [
+        f"stream lag {last.get('lag', '?')}, freshness {last.get('freshness_s', '?')} s",
+        f"last published hour {pub:%Y-%m-%d %H:00}" if pub else "no hour published yet",
+    ]
+    if rss is not None:
+        parts.append(f"memory {rss / 2**20:,.0f} MiB")
+    return "health: " + "; ".join(parts)
+
+
+def up(settings: Settings, opts: UpOptions, say: Callable[[str], None] = print) -> Stack:
+    """Run the stack until Ctrl-C, SIGTERM or ``musify down``; returns the stopped stack."""
+    if opts.users < 1:
+        raise UsageError("--users must be at least 1")
+    stack = Stack(settings, opts, say)
+
+    def on_signal(signum: int, _: object) -> None:
+        stack.request_stop()
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stack.start()
+        say("up: Ctrl-C or `musify down` stops everything")
+        stack.watch()
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        stack.stop()
+    return stack
+
+
+def down(settings: Settings, timeout: float = 300.0, say: Callable[[str], None] = print) -> bool:
+    """Stop a running ``musify up`` (or, if it died, the components it left behind)."""
+    path = up_path(settings)
+    if not path.exists():
+        say(f"no musify up is running for {settings.home}")
+        return False
+    doc = orjson.loads(path.read_bytes())
+    pid = int(doc["pid"])
+    if procs.alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while procs.alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        if not procs.alive(pid):
+            say("musify up stopped")
+            return True
+        say(f"musify up (pid {pid}) did not stop in {timeout:.0f} s; stopping its components")
+    for name, c in reversed(list(doc.get("components", {}).items())):
+        cpid = c.get("pid")
+        if cpid and procs.alive(cpid):
+            say(f"stopping {name} (pid {cpid})")
+            procs.stop_group(cpid, STOP_TIMEOUT.get(name, DEFAULT_STOP_TIMEOUT))
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    return True
+
+
+def airflow_health(settings: Settings, timeout: float = 2.0) -> dict[str, Any] | None:
+    """Airflow's own health report, or None when its API server does not answer."""
+    url = f"http://{settings.bind_host}:{settings.airflow_port}/api/v2/monitor/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            body: dict[str, Any] = orjson.loads(r.read())
+            return body
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,68 @@
+"""The hourly steps: wait for the stream, reconcile facts with the lake, publish."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from musify.batch import run_batch
+from musify.cli import app
+from musify.orchestration import hourly
+from tests.orchestration.conftest import HOURS, set_watermark
+from tests.warehouse.test_load import START
+
+pytestmark = [pytest.mark.slow]
+END = START + timedelta(hours=HOURS)
+
+
+def test_wait_is_ready_only_past_the_hour_and_grace(lake_home: Any) -> None:
+    settings, _ = lake_home
+    grace = timedelta(minutes=1)
+    assert hourly.stream_readiness(settings, END, grace).ready
+    set_watermark(settings, END)
+    r = hourly.stream_readiness(settings, END, grace)
+    assert not r.ready and "has not passed" in r.describe()
+    with pytest.raises(hourly.NotReady) as exc:
+        hourly.wait_for_stream(settings, END, grace, timeout=0.3, poll=0.1)
+    assert exc.value.exit_code == 75
+    # a replayed history: the watermark is now, but the lake's events are still old
+    set_watermark(settings, END + timedelta(days=1), newest=END - timedelta(minutes=10))
+    r = hourly.stream_readiness(settings, END, grace)
+    assert not r.ready and "has not passed" in r.describe()
+    set_watermark(settings, None)
+    assert "no watermark" in hourly.stream_readiness(settings, END, grace).describe()
+
+
+def test_cli_wait_exits_75_until_the_stream_passed(lake_home: Any, monkeypatch: Any) -> None:
+    settings, _ = lake_home
+    monkeypatch.setenv("MUSIFY_HOME", str(settings.home))
+    window = ["--start", START.isoformat(), "--end", END.isoformat()]
+    ok = CliRunner().invoke(app, ["batch", "--steps", "wait", *window])
+    assert ok.exit_code == 0, ok.output
+    set_watermark(settings, END)
+    late = CliRunner().invoke(app, ["batch", "--steps", "wait", *window])
+    assert late.exit_code == 75 and "has not passed" in late.output
+
+
+def test_reconcile_publish_and_a_mismatch_is_refused(lake_home: Any) -> None:
+    settings, evs = lake_home
+    run_batch(settings, START, END, lookback_hours=0)
+    counts = hourly.reconcile(settings, START, END)
+    assert sum(c["listen_events"] for c in counts.values()) == len(evs["listen_events"])
+    hourly.publish(settings, counts)
+    hourly.publish(settings, counts)  # idempotent
+    assert hourly.last_published(settings) == END - timedelta(hours=1)
+    con = duckdb.connect(str(settings.warehouse_path))
+    assert con.execute("select count(*) from raw.published_hours").fetchone() == (HOURS,)
+    # a fact that lost rows must not be published
+    con.execute(
+        "delete from analytics.fact_streams where event_hour = ?",
+        [START.replace(tzinfo=None)],
+    )
+    con.close()
+    with pytest.raises(hourly.ReconcileError, match="fact_streams"):
+        hourly.reconcile(settings, START, END)
