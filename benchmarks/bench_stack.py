@@ -23,8 +23,8 @@ from typing import Any
 import orjson
 
 from benchmarks.common import save
+from musify import procs
 from musify.broker.local import free_port
-from musify.orchestration import procs
 from musify.orchestration.hourly import last_published
 from musify.settings import Settings
 

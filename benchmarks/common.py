@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from musify.orchestration.procs import tree_rss
+from musify.procs import tree_rss
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from musify.orchestration import procs
+from musify import procs
 from musify.orchestration.stack import UpOptions, down, load_or_create_plan
 from musify.orchestration.status import collect
 from musify.settings import Settings

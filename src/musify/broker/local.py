@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from musify import procs
 from musify.errors import BrokerError
 from musify.settings import Settings
 
@@ -132,30 +133,15 @@ def _reap(pid: int) -> None:
 
 
 def _alive(pid: int) -> bool:
-    """Does the process still exist (any of its threads)?
-
-    Tansu's main thread exits on SIGTERM while its other threads finish for up to ~5 s,
-    still holding the port: a zombie thread-group leader is only dead once its last
-    thread is gone.
-    """
+    """Does the process still exist? A broker this process started is asked by waitpid,
+    which succeeds only once every thread of Tansu has exited."""
     child = _children.get(pid)
     if child is not None:
         if child.poll() is None:  # waitpid succeeds only when every thread has exited
             return True
         del _children[pid]
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[:1]
-        threads = len(os.listdir(f"/proc/{pid}/task"))
-    except OSError:
-        return True  # no /proc: trust kill(0)
-    return state != ["Z"] or threads > 1
+    return procs.alive(pid)
 
 
 def _our_broker(pid: int) -> str | None:

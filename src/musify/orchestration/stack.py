@@ -32,8 +32,9 @@ from typing import Any
 
 import orjson
 
+from musify import procs
 from musify.errors import MusifyError, UsageError
-from musify.orchestration import airflow_env, procs
+from musify.orchestration import airflow_env
 from musify.settings import Settings
 
 #: How long each component may take to stop on SIGTERM before it is killed.

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from musify.orchestration import procs
+from musify import procs
 from musify.orchestration.hourly import last_published
 from musify.orchestration.stack import airflow_health, up_path
 from musify.settings import Settings

@@ -1,5 +1,6 @@
-"""Child processes of the local stack: start in their own group, stop the whole group,
-and measure a process tree (memory as PSS, CPU seconds)."""
+"""Processes: start one in its own group, stop the whole group, tell whether it is alive,
+and measure a process tree (memory as PSS, CPU seconds). Used by the local broker's
+lifecycle, the local stack (``musify up``) and the benchmarks."""
 
 from __future__ import annotations
 
@@ -95,17 +96,25 @@ def cmdline(pid: int) -> str:
 
 
 def alive(pid: int) -> bool:
+    """Does the process still exist (any of its threads)?
+
+    A multi-threaded program whose main thread exited on SIGTERM is a zombie
+    thread-group leader while its other threads finish (Tansu holds its port for up to
+    ~5 s that way): it is only dead once its last thread is gone.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    try:  # a zombie is dead for our purposes
+    try:
         with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            state = f.read().rpartition(")")[2].split()[:1]
+        threads = len(os.listdir(f"/proc/{pid}/task"))
     except OSError:
-        return False
+        return True  # no /proc: trust kill(0)
+    return state != ["Z"] or threads > 1
 
 
 def stop_group(pid: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
