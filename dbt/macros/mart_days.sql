@@ -36,3 +36,29 @@
     select 1
   {%- endif -%}
 {%- endmacro %}
+
+{#- The body of a daily top-N mart: the window's days of a complete per-day, per-state
+    streams mart, ranked per day and state (ties share a rank), cut at n. `columns` are
+    the key and labels carried over from the streams mart. -#}
+{% macro top_daily(streams_mart, columns, n=100) -%}
+with ranked as (
+    select
+        daily.date,
+        daily.state_code,
+        {% for c in columns %}daily.{{ c }},
+        {% endfor %}daily.streams,
+        rank() over (partition by daily.date, daily.state_code order by daily.streams desc)
+            as streams_rank
+    from {{ ref(streams_mart) }} as daily
+    where {{ mart_days_window('cast(daily.date as ' ~ dbt.type_timestamp() ~ ')') }}
+)
+
+select
+    date,
+    state_code as state,
+    {% for c in columns %}{{ c }},
+    {% endfor %}streams,
+    streams_rank as rank
+from ranked
+where streams_rank <= {{ n }}
+{%- endmacro %}

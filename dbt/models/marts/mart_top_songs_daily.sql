@@ -1,5 +1,5 @@
-{#- Each day's 100 most played songs per state (ties share a rank). Incremental:
-    the days the load window touches are ranked again from all their streams. -#}
+{#- Each day's 100 most played songs per state (ties share a rank), ranked from
+    mart_song_streams_daily. Incremental: the load window's days are ranked again. -#}
 {{ config(
     materialized='incremental',
     incremental_strategy=append_strategy(),
@@ -7,34 +7,4 @@
     partition_by=day_partition('date', 'date'),
 ) }}
 
-with daily as (
-    select
-        cast(streams.event_hour as date) as date,
-        locations.state_code,
-        streams.song_key,
-        count(*) as streams
-    from {{ ref('fact_streams') }} as streams
-    left join {{ ref('dim_location') }} as locations
-        on locations.location_key = streams.location_key
-    where {{ mart_days_window('streams.event_hour') }}
-    group by cast(streams.event_hour as date), locations.state_code, streams.song_key
-),
-
-ranked as (
-    select
-        daily.*,
-        rank() over (partition by date, state_code order by streams desc) as song_rank
-    from daily
-)
-
-select
-    ranked.date,
-    ranked.state_code as state,
-    ranked.song_key,
-    songs.title as song,
-    songs.artist,
-    ranked.streams,
-    ranked.song_rank as rank
-from ranked
-left join {{ ref('dim_songs') }} as songs on songs.song_key = ranked.song_key
-where ranked.song_rank <= 100
+{{ top_daily('mart_song_streams_daily', ['song_key', 'song', 'artist']) }}
