@@ -115,7 +115,7 @@ def test_data_version_changes_with_writes(tmp_path: Path) -> None:
 def test_backend_for_settings(tmp_path: Path) -> None:
     b = backend_for(Settings(home=tmp_path))
     assert isinstance(b, DuckDBBackend) and b.path == tmp_path / "warehouse.duckdb"
-    with pytest.raises(UsageError, match="BigQuery backend"):
+    with pytest.raises(UsageError, match="MUSIFY_BQ_PROJECT"):  # BigQuery: test_bigquery.py
         backend_for(Settings(home=tmp_path, warehouse_engine="bigquery"))
 
 
