@@ -3,22 +3,28 @@
 1. Backlog ingest: about 500,000 events already in Kafka (4 topics x 3 partitions),
    ``musify stream --until-caught-up`` on local[2]: rows/s end to end and excluding
    Spark's start-up, Spark start-up time, peak memory (PSS of the job's process tree).
-   Baseline measured in the same run: one Python process consuming the same backlog
-   with confluent-kafka and decoding every message with orjson.
+   Baselines measured in the same run: one Python process consuming the same backlog
+   with confluent-kafka and decoding every message with orjson; and, with
+   ``--baseline-src DIR`` (the ``src`` folder of another checkout, e.g. a
+   ``git worktree`` of an earlier commit), that version's stream job on the same
+   backlog, its runs interleaved with the current one's.
 2. Freshness under a live generator at about 500 events/s with a 10 s trigger: for
    every event, (commit of its micro-batch into the lake) - (its Kafka timestamp, i.e.
-   when it was produced); p50/p99 against the target trigger + 15 s.
+   when it was produced); p50/p99 against the target trigger + 15 s. Also the lag of
+   the stream's watermark (status record time - watermark) per micro-batch.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +36,11 @@ from musify.broker.local import free_port, running_broker
 from musify.events import TOPIC_NAMES
 
 
-def _env(home: Path) -> dict[str, str]:
+def _env(home: Path, src: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MUSIFY_")}
     env["MUSIFY_HOME"] = str(home)
+    if src:  # that tree's musify comes first on the path (the driver's and the workers')
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH")) if p)
     return env
 
 
@@ -85,46 +93,37 @@ def _consume_baseline(bootstrap: str, expected: int) -> float:
     return n / dt
 
 
-def backlog(repeats: int) -> dict[str, Any]:
-    runs = []
-    with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        with running_broker(port, Path(tmp) / "broker") as bootstrap:
-            total = _fill(bootstrap, Path(tmp) / "gen", users=48_000, days=1)
-            baseline = [_consume_baseline(bootstrap, total) for _ in range(repeats)]
-            for i in range(repeats):
-                home = Path(tmp) / f"run{i}"
-                m = measure(
-                    musify_cmd(
-                        "stream",
-                        "--bootstrap-servers",
-                        bootstrap,
-                        "--until-caught-up",
-                        "--master",
-                        "local[2]",
-                        "--json",
-                    ),
-                    env=_env(home),
-                )
-                s = m.json()
-                rows = sum(s["rows"].values()) + s["quarantined"]
-                assert rows == total, f"stream landed {rows} of {total} events"
-                steady = m.seconds - s["spark_startup_seconds"]
-                runs.append(
-                    {
-                        "events": rows,
-                        "wall_seconds": m.seconds,
-                        "spark_startup_seconds": s["spark_startup_seconds"],
-                        "rows_per_s_end_to_end": rows / m.seconds,
-                        "rows_per_s_after_startup": rows / steady,
-                        "peak_memory_mb": m.peak_rss / 2**20,
-                        "batches": s["batches"],
-                    }
-                )
+def _stream_run(bootstrap: str, home: Path, total: int, src: str | None) -> dict[str, Any]:
+    m = measure(
+        musify_cmd(
+            "stream",
+            "--bootstrap-servers",
+            bootstrap,
+            "--until-caught-up",
+            "--master",
+            "local[2]",
+            "--json",
+        ),
+        env=_env(home, src),
+    )
+    s = m.json()
+    rows = sum(s["rows"].values()) + s["quarantined"]
+    assert rows == total, f"stream landed {rows} of {total} events"
+    steady = m.seconds - s["spark_startup_seconds"]
+    return {
+        "events": rows,
+        "wall_seconds": m.seconds,
+        "spark_startup_seconds": s["spark_startup_seconds"],
+        "rows_per_s_end_to_end": rows / m.seconds,
+        "rows_per_s_after_startup": rows / steady,
+        "peak_memory_mb": m.peak_rss / 2**20,
+        "batches": s["batches"],
+    }
+
+
+def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "runs": runs,
-        "events": total,
-        "baseline_consume_per_s": median(baseline),
         "median_rows_per_s_after_startup": median([r["rows_per_s_after_startup"] for r in runs]),
         "median_rows_per_s_end_to_end": median([r["rows_per_s_end_to_end"] for r in runs]),
         "median_spark_startup_seconds": median([r["spark_startup_seconds"] for r in runs]),
@@ -132,7 +131,62 @@ def backlog(repeats: int) -> dict[str, Any]:
     }
 
 
-def freshness(seconds: float, trigger: int = 10) -> dict[str, Any]:
+def backlog(repeats: int, baseline_src: str | None = None) -> dict[str, Any]:
+    variants = {"current": None, **({"baseline_src": baseline_src} if baseline_src else {})}
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        with running_broker(port, Path(tmp) / "broker") as bootstrap:
+            total = _fill(bootstrap, Path(tmp) / "gen", users=48_000, days=1)
+            baseline = [_consume_baseline(bootstrap, total) for _ in range(repeats)]
+            for i in range(repeats):
+                # interleaved, so both see the same machine load
+                order = list(variants) if i % 2 == 0 else list(reversed(variants))
+                for name in order:
+                    home = Path(tmp) / f"{name}-{i}"
+                    runs[name].append(_stream_run(bootstrap, home, total, variants[name]))
+                    shutil.rmtree(home, ignore_errors=True)
+    result: dict[str, Any] = {
+        "events": total,
+        "baseline_consume_per_s": median(baseline),
+        **_summary(runs["current"]),
+    }
+    if baseline_src:
+        old = _summary(runs["baseline_src"])
+        result["baseline_src"] = {"path": baseline_src, **old}
+        result["speedup_vs_baseline_src"] = (
+            result["median_rows_per_s_after_startup"] / old["median_rows_per_s_after_startup"]
+        )
+    return result
+
+
+def _watermark_lags(home: Path) -> dict[str, Any]:
+    """Per status record of the live run: record time - watermark (the watermark's lag)."""
+    from musify.settings import Settings
+    from musify.stream.status import log_path, parse_watermark
+
+    records = [
+        orjson.loads(line)
+        for line in log_path(Settings(home=home)).read_bytes().splitlines()
+        if line.strip()
+    ]
+    lags = []
+    durations = sorted(r["duration_ms"] / 1000 for r in records if r.get("input_rows"))
+    for r in records:
+        mark = parse_watermark(r.get("watermark"))
+        if mark is not None:
+            lags.append((datetime.fromisoformat(r["at"]) - mark).total_seconds())
+    return {
+        "batches": len(records),
+        "batches_with_watermark": len(lags),
+        "watermark_lag_p50_s": median(lags) if lags else None,
+        "watermark_lag_max_s": max(lags) if lags else None,
+        "batch_seconds_p50": median(durations) if durations else None,
+        "batch_seconds_max": durations[-1] if durations else None,
+    }
+
+
+def freshness(seconds: float, trigger: int, users: int, speed: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         port = free_port()
@@ -151,15 +205,16 @@ def freshness(seconds: float, trigger: int = 10) -> dict[str, Any]:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
-            # ~500 events/s: 100k users of Musify's config at 60x simulated speed
+            # About 500 events/s: Musify's config with 100k users at 110x simulated speed
+            # (the rate follows the simulated time of day; the figure is measured below).
             gen = subprocess.Popen(
                 musify_cmd(
                     "generate",
                     "--nusers",
-                    "100000",
+                    str(users),
                     "--continuous",
                     "--speed",
-                    "60",
+                    f"{speed:g}",
                     "--bootstrap-servers",
                     bootstrap,
                     "-q",
@@ -197,58 +252,89 @@ def freshness(seconds: float, trigger: int = 10) -> dict[str, Any]:
         row = con.execute(f"""
             with rows as ({parts}),
             lat as (
-              select epoch(c.committed_at) - epoch(r.kafka_timestamp::timestamptz) as s
+              select epoch(c.committed_at) - epoch(r.kafka_timestamp::timestamptz) as s,
+                     epoch(r.kafka_timestamp::timestamptz) as produced
               from rows r join commits c
                 on c.batch = cast(regexp_extract(r.filename, 'part-b(\\d+)-', 1) as bigint))
-            select count(*), quantile_cont(s, 0.5), quantile_cont(s, 0.99), max(s) from lat
+            select count(*), quantile_cont(s, 0.5), quantile_cont(s, 0.99), max(s),
+                   max(produced) - min(produced) from lat
         """).fetchone()
+        lags = _watermark_lags(home)
     assert row is not None
-    n, p50, p99, mx = row
+    n, p50, p99, mx, span = row
     return {
         "events_produced": total,
         "events_in_lake": n,
-        "events_per_s": total / seconds,
+        # the producing rate, from the events' own Kafka timestamps
+        "events_per_s": n / span if span else 0.0,
+        "generator_users": users,
+        "generator_speed": speed,
         "trigger_s": trigger,
         "p50_s": p50,
         "p99_s": p99,
         "max_s": mx,
         "target_p99_s": trigger + 15,
         "peak_memory_mb": peak / 2**20,
+        **lags,
     }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only", choices=("backlog", "freshness"))
+    ap.add_argument(
+        "--baseline-src",
+        help="the src folder of another checkout, whose stream job runs on the same backlog",
+    )
     ap.add_argument("--live-seconds", type=float, default=120)
+    ap.add_argument("--live-users", type=int, default=100_000)
+    ap.add_argument("--live-speed", type=float, default=110)
     args = ap.parse_args(argv)
     print(f"stream benchmarks (local[2], {os.cpu_count()} cores; median of {args.repeats})")
-    b = backlog(args.repeats)
-    print(f"  backlog of {b['events']:,} events, musify stream --until-caught-up:")
-    print(
-        f"    {b['median_rows_per_s_after_startup']:,.0f} rows/s after Spark start-up "
-        f"(target >= 50,000), {b['median_rows_per_s_end_to_end']:,.0f} rows/s end to end"
-    )
-    print(
-        f"    baseline, one Python consumer decoding JSON (same run): "
-        f"{b['baseline_consume_per_s']:,.0f} msgs/s -> ratio "
-        f"x{b['median_rows_per_s_after_startup'] / b['baseline_consume_per_s']:.2f}"
-    )
-    print(
-        f"    Spark start-up {b['median_spark_startup_seconds']:.1f} s, peak memory "
-        f"{b['median_peak_memory_mb']:,.0f} MiB (PSS, whole job)"
-    )
-    f = freshness(args.live_seconds)
-    print(
-        f"  live generator at {f['events_per_s']:,.0f} events/s, trigger {f['trigger_s']} s "
-        f"({f['events_in_lake']:,} of {f['events_produced']:,} events in the lake):"
-    )
-    print(
-        f"    event produced -> in the lake: p50 {f['p50_s']:.1f} s, p99 {f['p99_s']:.1f} s, "
-        f"max {f['max_s']:.1f} s (target p99 <= {f['target_p99_s']} s); "
-        f"peak memory {f['peak_memory_mb']:,.0f} MiB"
-    )
-    result = {"backlog": b, "freshness": f}
+    result: dict[str, Any] = {}
+    if args.only in (None, "backlog"):
+        b = result["backlog"] = backlog(args.repeats, args.baseline_src)
+        print(f"  backlog of {b['events']:,} events, musify stream --until-caught-up:")
+        print(
+            f"    {b['median_rows_per_s_after_startup']:,.0f} rows/s after Spark start-up "
+            f"(target >= 50,000), {b['median_rows_per_s_end_to_end']:,.0f} rows/s end to end"
+        )
+        print(
+            f"    baseline, one Python consumer decoding JSON (same run): "
+            f"{b['baseline_consume_per_s']:,.0f} msgs/s -> ratio "
+            f"x{b['median_rows_per_s_after_startup'] / b['baseline_consume_per_s']:.2f}"
+        )
+        if "baseline_src" in b:
+            old = b["baseline_src"]
+            print(
+                f"    baseline, the stream job of {old['path']} (same run, interleaved): "
+                f"{old['median_rows_per_s_after_startup']:,.0f} rows/s after start-up -> "
+                f"speed-up x{b['speedup_vs_baseline_src']:.2f}"
+            )
+        print(
+            f"    Spark start-up {b['median_spark_startup_seconds']:.1f} s, peak memory "
+            f"{b['median_peak_memory_mb']:,.0f} MiB (PSS, whole job)"
+        )
+    if args.only in (None, "freshness"):
+        f = result["freshness"] = freshness(args.live_seconds, 10, args.live_users, args.live_speed)
+        print(
+            f"  live generator at {f['events_per_s']:,.0f} events/s, trigger {f['trigger_s']} s "
+            f"({f['events_in_lake']:,} of {f['events_produced']:,} events in the lake):"
+        )
+        print(
+            f"    event produced -> in the lake: p50 {f['p50_s']:.1f} s, "
+            f"p99 {f['p99_s']:.1f} s, max {f['max_s']:.1f} s (target p99 <= "
+            f"{f['target_p99_s']} s); peak memory {f['peak_memory_mb']:,.0f} MiB"
+        )
+        if f["watermark_lag_p50_s"] is not None:
+            print(
+                f"    watermark set in {f['batches_with_watermark']} of {f['batches']} "
+                f"micro-batches, lag behind the status time: p50 "
+                f"{f['watermark_lag_p50_s']:.1f} s, max {f['watermark_lag_max_s']:.1f} s; "
+                f"batch duration p50 {f['batch_seconds_p50']:.1f} s, "
+                f"max {f['batch_seconds_max']:.1f} s"
+            )
     save("stream", result)
     return result
 

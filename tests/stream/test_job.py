@@ -7,11 +7,13 @@ counts what a plain DuckDB glob over the lake returns.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -262,9 +264,12 @@ def test_signals_stop_cleanly(
     assert not (home / "run" / "stream.pid").exists()
 
 
+@pytest.mark.parametrize("users_after", [5, 400], ids=["fewer-records", "more-records"])
 def test_broker_data_loss_stops_with_a_clear_message(
-    tmp_path: Path, spark: Any, musify_cache: Path
+    tmp_path: Path, spark: Any, musify_cache: Path, users_after: int
 ) -> None:
+    """The restarted broker holds fewer records than the checkpoint expects, or already
+    more (then only the topic ids in the checkpoint tell)."""
     from musify.stream import StreamError
 
     port = free_port()
@@ -273,7 +278,7 @@ def test_broker_data_loss_stops_with_a_clear_message(
         first = produce(bootstrap, musify_cache, users=150)
         stream_once(home, bootstrap)
     with running_broker(port, tmp_path / "b2") as bootstrap:  # a restart: memory is empty
-        produce(bootstrap, musify_cache, users=5, day=3, first_user_id=50_000)
+        produce(bootstrap, musify_cache, users=users_after, day=3, first_user_id=50_000)
         with pytest.raises(StreamError) as info:
             stream_once(home, bootstrap)
         msg = str(info.value)
@@ -282,3 +287,100 @@ def test_broker_data_loss_stops_with_a_clear_message(
         assert lake_counts(home / "lake") == first, "nothing skipped or written"
         summary = stream_once(home, bootstrap, reset_on_data_loss=True)
         assert sum(summary["rows"].values()) > 0
+
+
+def lake_coordinates(lake_root: Path, topic: str) -> set[tuple[int, int]]:
+    """(partition, offset) of every message of a topic in the lake, quarantine included."""
+    con = duckdb.connect()
+    found: set[tuple[int, int]] = set()
+    if any((lake_root / topic).rglob("*.parquet")):
+        found.update(
+            con.execute(
+                f"select kafka_partition, kafka_offset from read_parquet("
+                f"'{lake_root}/{topic}/**/*.parquet', hive_partitioning=true)"
+            ).fetchall()
+        )
+    if any((lake_root / "_quarantine").rglob("*.parquet")):
+        found.update(
+            con.execute(
+                f"select kafka_partition, kafka_offset from read_parquet("
+                f"'{lake_root}/_quarantine/**/*.parquet', hive_partitioning=true) "
+                f"where topic = '{topic}'"
+            ).fetchall()
+        )
+    return found
+
+
+def test_watermark_covers_every_acknowledged_message(
+    broker: Any, tmp_path: Path, spark: Any
+) -> None:
+    """While a producer keeps writing, every status record's watermark W promises that
+    each message the broker acknowledged before W is already in the lake."""
+    from confluent_kafka import Producer
+
+    from musify.broker.kafka import ensure_topics
+    from musify.stream import StreamOptions, run_stream
+    from musify.stream.status import parse_watermark, watermark
+    from tests.stream.test_parse import listen
+
+    bootstrap, _, _ = broker
+    home = tmp_path / "home"
+    ensure_topics(bootstrap, list(TOPIC_NAMES), 3, 1)
+    acked: list[tuple[float, int, int]] = []  # (when the client got the ack, partition, offset)
+    lock = threading.Lock()
+    producing = threading.Event()
+    stop = threading.Event()
+
+    def delivered(err: Any, msg: Any) -> None:
+        assert err is None, err
+        with lock:
+            acked.append((time.time(), msg.partition(), msg.offset()))
+
+    def produce_live() -> None:
+        quiet = logging.Logger("musify.tests.watermark")
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "logger": quiet})
+        i = 0
+        while not producing.is_set():
+            for _ in range(40):
+                i += 1
+                value = orjson.dumps(listen(itemInSession=i)) if i % 10 else b"not json"
+                producer.produce(
+                    "listen_events", value, str(i % 17).encode(), on_delivery=delivered
+                )
+            producer.poll(0)
+            time.sleep(0.05)
+        producer.flush(30)
+
+    checks: list[tuple[int, int]] = []  # (messages due, of which missing from the lake)
+    marks: list[datetime] = []
+    deadline = time.monotonic() + 150
+
+    def check(report: dict[str, Any]) -> None:
+        mark = parse_watermark(report["watermark"])
+        if mark is not None:
+            assert watermark(Settings(home=home)) == mark  # the stdlib reader agrees
+            with lock:
+                due = {(p, o) for at, p, o in acked if at < mark.timestamp()}
+            missing = due - lake_coordinates(home / "lake", "listen_events")
+            checks.append((len(due), len(missing)))
+            marks.append(mark)
+            assert mark <= datetime.fromisoformat(report["at"])
+        if len(checks) >= 4 or time.monotonic() > deadline:
+            stop.set()
+
+    producer = threading.Thread(target=produce_live, daemon=True)
+    producer.start()
+    try:
+        run_stream(
+            Settings(home=home),
+            StreamOptions(bootstrap_servers=bootstrap, trigger_seconds=1, master="local[2]"),
+            on_batch=check,
+            stop_event=stop,
+        )
+    finally:
+        producing.set()
+        producer.join(60)
+    assert len(checks) >= 4, f"the watermark advanced in only {len(checks)} batches"
+    assert all(missing == 0 for _, missing in checks), checks
+    assert checks[-1][0] > checks[0][0] > 0, "the watermark moves forward with the data"
+    assert marks == sorted(marks)

@@ -4,10 +4,12 @@ alone and through Spark Structured Streaming (availableNow runs into Parquet).""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,11 @@ def produce(
             producer.produce(topic, value_of(f"{tag}-{topic}", i), key, on_delivery=delivered)
     assert producer.flush(30) == 0
     return out
+
+
+def plain(offsets: dict[str, Any]) -> dict[str, Any]:
+    """Offsets without their metadata keys ($topic_ids, $fetched_at)."""
+    return {k: v for k, v in offsets.items() if not k.startswith("$")}
 
 
 def reader(bootstrap: str, topics: str, **options: str) -> KafkaStreamReader:
@@ -262,10 +269,16 @@ def test_latest_offsets_are_exact_where_list_offsets_undercounts(broker: str) ->
     r = reader(broker, "exact")
     try:
         start = r.initialOffset()
-        assert start == {"exact": {"0": 0, "1": 0}}
+        assert plain(start) == {"exact": {"0": 0, "1": 0}}
+        assert set(start[ks.TOPIC_IDS]) == {"exact"}
         end = r.latestOffset(start, ReadAllAvailable())
-        assert end == {"exact": {str(p): truth[p] for p in (0, 1)}}
-        assert r.reportLatestOffset() == end
+        assert plain(end) == {"exact": {str(p): truth[p] for p in (0, 1)}}
+        assert end[ks.TOPIC_IDS] == start[ks.TOPIC_IDS]
+        reported = r.reportLatestOffset()
+        assert reported is not None
+        # every end was confirmed by a fetch: the source says when it asked (watermark)
+        fetched = datetime.fromisoformat(reported.pop(ks.FETCHED_AT))
+        assert reported == end and abs(time.time() - fetched.timestamp()) < 60
         assert r.latestOffset(end, ReadAllAvailable()) == end  # nothing new: start as is
         assert reader(broker, "exact", startingOffsets="latest").initialOffset() == end
         limited = r.latestOffset(start, ReadMaxRows(101))
@@ -288,7 +301,7 @@ def test_a_topic_created_later_is_read_from_its_earliest(broker: str) -> None:
     r = reader(broker, "early,late", startingOffsets="latest")
     try:
         start = r.initialOffset()
-        assert start == {"early": {"0": 5}}  # "late" does not exist yet
+        assert plain(start) == {"early": {"0": 5}}  # "late" does not exist yet
         ensure_topics(broker, ["late"], 2, 1)
         late = produce(broker, ["late"], 30, "late")
         end = r.latestOffset(start, ReadAllAvailable())
@@ -321,7 +334,7 @@ def test_reading_stops_at_the_end_across_transaction_markers(broker: str) -> Non
     r = reader(broker, "tx")
     try:
         end = r.latestOffset({"tx": {"0": 0}}, ReadAllAvailable())
-        assert end == {"tx": {"0": 8}}
+        assert plain(end) == {"tx": {"0": 8}}
         began = time.monotonic()
         upto_marker = [x["offset"] for x in read_all(r, {"tx": {"0": 0}}, {"tx": {"0": 4}})]
         everything = [x for x in read_all(r, {"tx": {"0": 0}}, end)]
@@ -363,9 +376,11 @@ def test_data_loss_is_reported_or_skipped_over(
         with caplog.at_level(logging.WARNING, logger="musify.stream.kafka_source"):
             end = lenient.latestOffset(start, ReadAllAvailable())
             parts = lenient.partitions(start, end)
-        assert end == {"lossy": {"0": has[0], "1": has[1]}}  # vanished: dropped
-        assert KafkaInputPartition("lossy", 0, 0, has[0]) in parts  # from the new earliest
-        assert KafkaInputPartition("lossy", 1, 0, has[1]) in parts
+        assert plain(end) == {"lossy": {"0": has[0], "1": has[1]}}  # vanished: dropped
+        lossy_id = end[ks.TOPIC_IDS]["lossy"]
+        # from the new earliest
+        assert KafkaInputPartition("lossy", 0, 0, has[0], lossy_id) in parts
+        assert KafkaInputPartition("lossy", 1, 0, has[1], lossy_id) in parts
         warnings = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
         assert any("topic lossy partition 0" in w for w in warnings)
         assert any("vanished" in w for w in warnings)
@@ -379,6 +394,62 @@ def test_data_loss_is_reported_or_skipped_over(
         list(reader(broker, "lossy").read(beyond))
     got = [b.num_rows for b in reader(broker, "lossy", failOnDataLoss="false").read(beyond)]
     assert sum(got) == has[1]
+
+
+@pytest.mark.broker
+def test_a_recreated_topic_holding_more_records_is_data_loss(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A restarted memory-only broker that already received more records than the
+    checkpoint's offsets: offsets alone see nothing wrong, the topic ids do."""
+    port = free_port()
+    with running_broker(port, tmp_path / "b1") as bootstrap:
+        ensure_topics(bootstrap, ["again"], 2, 1)
+        produce(bootstrap, ["again"], 20, "before")
+        r = reader(bootstrap, "again")
+        try:
+            checkpoint = r.latestOffset(r.initialOffset(), ReadAllAvailable())
+        finally:
+            r.stop()
+    old_id = checkpoint[ks.TOPIC_IDS]["again"]
+    with running_broker(port, tmp_path / "b2") as bootstrap:  # restarted: empty
+        ensure_topics(bootstrap, ["again"], 2, 1)
+        after = produce(bootstrap, ["again"], 200, "after")
+        held = {p: 1 + max(o for (_, pp, o) in after if pp == p) for p in (0, 1)}
+        assert all(held[p] > checkpoint["again"][str(p)] for p in (0, 1)), "more than before"
+        r = reader(bootstrap, "again")
+        try:
+            # A checkpoint written before ids were kept still loads, and cannot tell.
+            end = r.latestOffset(plain(checkpoint), ReadAllAvailable())
+            assert all(end["again"][p] >= checkpoint["again"][p] for p in ("0", "1"))
+            new_id = end[ks.TOPIC_IDS]["again"]
+            assert new_id != old_id
+            with pytest.raises(KafkaDataLossError) as failed:
+                r.latestOffset(checkpoint, ReadAllAvailable())
+        finally:
+            r.stop()
+        message = str(failed.value)
+        assert message.startswith("Kafka data loss")
+        assert f"topic again partition 0: expected offset {checkpoint['again']['0']}" in message
+        assert f"topic id is {new_id} on the broker, {old_id} in the checkpoint" in message
+        assert "--reset-on-data-loss" in message and "failOnDataLoss=false" in message
+
+        lenient = reader(bootstrap, "again", failOnDataLoss="false")
+        try:
+            with caplog.at_level(logging.WARNING, logger="musify.stream.kafka_source"):
+                end = lenient.latestOffset(checkpoint, ReadAllAvailable())
+                rows = read_all(lenient, checkpoint, end)  # the new topic, from its earliest
+            assert any("created again" in rec.getMessage() for rec in caplog.records)
+        finally:
+            lenient.stop()
+        assert {("again", x["partition"], x["offset"]) for x in rows} == set(after)
+
+        # A task planned under the old id (e.g. a batch replayed after a crash) checks it.
+        stale = KafkaInputPartition("again", 0, 0, 5, old_id)
+        with pytest.raises(KafkaDataLossError, match="created again"):
+            list(reader(bootstrap, "again").read(stale))
+        got = reader(bootstrap, "again", failOnDataLoss="false").read(stale)
+        assert sum(b.num_rows for b in got) == 5
 
 
 # -- through Spark -------------------------------------------------------------------------------
@@ -428,6 +499,31 @@ def test_stream_reads_every_record_once_across_restarts(
 
 @pytest.mark.spark
 @pytest.mark.broker
+def test_a_checkpoint_without_topic_ids_still_loads(
+    kspark: Any, broker: str, tmp_path: Path
+) -> None:
+    """Checkpoints written before the source kept topic ids resume where they were."""
+    ensure_topics(broker, ["legacy"], 2, 1)
+    produced = produce(broker, ["legacy"], 100, "first")
+    out, checkpoint = tmp_path / "out", tmp_path / "checkpoint"
+    run_available_now(kspark, broker, "legacy", out, checkpoint)
+    logs = sorted((checkpoint / "offsets").glob("[0-9]*"), key=lambda f: int(f.name))
+    for log_file in logs:  # rewrite the offset log as the previous format had it
+        version, metadata, offsets = log_file.read_text().split("\n", 2)
+        assert ks.TOPIC_IDS in offsets
+        old = json.dumps(plain(json.loads(offsets)))
+        log_file.write_text("\n".join([version, metadata, old]))
+    produce(broker, ["legacy"], 50, "second", produced)
+    again = run_available_now(kspark, broker, "legacy", out, checkpoint)
+    assert sum(input_rows(again)) == 50  # only the new ones
+    keys = [(x.topic, x.partition, x.offset) for x in lake_rows(kspark, out)]
+    assert len(keys) == len(set(keys)) == 150 and set(keys) == set(produced)
+    newest = max((checkpoint / "offsets").glob("[0-9]*"), key=lambda f: int(f.name))
+    assert ks.TOPIC_IDS in newest.read_text()  # ids are kept from now on
+
+
+@pytest.mark.spark
+@pytest.mark.broker
 def test_max_offsets_per_trigger_makes_several_batches(
     kspark: Any, broker: str, tmp_path: Path
 ) -> None:
@@ -462,9 +558,11 @@ def test_bad_option_fails_at_load(kspark: Any) -> None:
 
 @pytest.mark.spark
 @pytest.mark.broker
-def test_broker_restart_is_data_loss(kspark: Any, tmp_path: Path) -> None:
-    """A restarted memory-only broker has fewer records than the checkpoint expects:
-    failOnDataLoss=true stops with a clear message; false continues with the new data."""
+@pytest.mark.parametrize("after_restart", [30, 600], ids=["fewer-records", "more-records"])
+def test_broker_restart_is_data_loss(kspark: Any, tmp_path: Path, after_restart: int) -> None:
+    """A restarted memory-only broker has fewer records than the checkpoint expects, or
+    already more (only the topic ids tell): failOnDataLoss=true stops with a clear
+    message; false continues with the new data, from its earliest offset."""
     port = free_port()
     out, checkpoint = tmp_path / "out", tmp_path / "checkpoint"
     with running_broker(port, tmp_path / "home1") as bootstrap:
@@ -475,7 +573,7 @@ def test_broker_restart_is_data_loss(kspark: Any, tmp_path: Path) -> None:
 
     with running_broker(port, tmp_path / "home2") as bootstrap:
         ensure_topics(bootstrap, ["events"], 3, 1)
-        after = produce(bootstrap, ["events"], 30, "after")
+        after = produce(bootstrap, ["events"], after_restart, "after")
         with pytest.raises(Exception) as failed:
             run_available_now(kspark, bootstrap, "events", out, checkpoint)
         message = str(failed.value)
@@ -486,8 +584,8 @@ def test_broker_restart_is_data_loss(kspark: Any, tmp_path: Path) -> None:
         resumed = run_available_now(
             kspark, bootstrap, "events", out, checkpoint, failOnDataLoss="false"
         )
-        assert sum(input_rows(resumed)) == 30
+        assert sum(input_rows(resumed)) == after_restart
     rows = lake_rows(kspark, out)
-    assert len(rows) == 330
+    assert len(rows) == 300 + after_restart
     new = [x for x in rows if x.value in {v for _, v in after.values()}]
     assert {(x.partition, x.offset) for x in new} == {(p, o) for (_, p, o) in after}

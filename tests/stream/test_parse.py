@@ -1,17 +1,18 @@
-"""Parsing and quarantine rules on a static batch with the Kafka format's columns."""
+"""Parsing and quarantine rules on Arrow arrays (no Spark, no broker: the job runs the
+same code in Spark's Python workers)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import pytest
 
 from musify.events import TOPICS
+from musify.stream import parse
+from musify.stream.parse import check_message, lake_schema, parse_values
 from tests.test_events import DEVICE
-
-pytestmark = [pytest.mark.spark]
 
 USER = {
     "userId": 7,
@@ -20,6 +21,7 @@ USER = {
     "gender": "F",
     "registration": 1_700_000_000_000,
 }
+LISTEN = TOPICS["listen_events"]
 
 
 def listen(**kw: Any) -> dict[str, Any]:
@@ -38,61 +40,78 @@ def listen(**kw: Any) -> dict[str, Any]:
     }
 
 
-def test_split_batch(spark: Any) -> None:
-    from musify.stream.parse import lake_schema, parse_batch, split_batch
+def without(event: dict[str, Any], name: str) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k != name}
 
-    late = listen(ts=1_710_730_800_000, itemInSession=5)  # 03:00 the same day
-    no_ts = listen()
-    del no_ts["ts"]
-    rows = [
-        ("listen_events", 0, orjson.dumps(listen())),
-        ("listen_events", 1, orjson.dumps(late)),
-        ("listen_events", 2, b"not json at all"),
-        ("listen_events", 3, b'{"ts":\xff\xfe}'),
-        ("listen_events", 4, orjson.dumps(listen(ts="yesterday"))),
-        ("listen_events", 5, orjson.dumps(no_ts)),
-        ("listen_events", 6, orjson.dumps(listen(userId="seven"))),
-        ("listen_events", 7, b"[1, 2]"),
-        (
-            "auth_events",
-            0,
-            orjson.dumps(
-                {
-                    "ts": 1_710_774_000_000,
-                    "sessionId": 1,
-                    "level": "free",
-                    "itemInSession": 1,
-                    **DEVICE,
-                    "success": False,
-                }
-            ),
-        ),
+
+#: (message, reason or None), for the listen_events topic.
+CASES: list[tuple[bytes | None, str | None]] = [
+    (orjson.dumps(listen()), None),
+    (orjson.dumps(listen()) + b"\n", None),  # as the generator writes them
+    (orjson.dumps(listen(extra={"ignored": [1, 2]})), None),
+    (orjson.dumps(without(listen(), "userId")), None),  # optional
+    (orjson.dumps(listen(duration=201)), None),  # an integer is a fine double
+    (b"not json at all", "not a JSON object"),
+    (b'{"ts":\xff\xfe}', "not UTF-8"),
+    (orjson.dumps(listen(song="caf\u00e9")).replace("é".encode(), b"\xe9"), "not UTF-8"),
+    (orjson.dumps(listen(ts="yesterday")), "wrong type for field ts (timestamp_ms)"),
+    (orjson.dumps(without(listen(), "ts")), "missing required field ts"),
+    (orjson.dumps(listen(sessionId=None)), "missing required field sessionId"),
+    (orjson.dumps(listen(userId="seven")), "wrong type for field userId (long)"),
+    (b"[1, 2]", "not a JSON object"),
+    (b"5", "not a JSON object"),
+    (None, "not a JSON object"),  # a Kafka tombstone
+    (b"", "not a JSON object"),
+    (b"{}", "missing required field artist"),
+    (orjson.dumps(listen(zip=94566)), "wrong type for field zip (string)"),
+    (orjson.dumps(listen(itemInSession=2**31)), "wrong type for field itemInSession (int)"),
+    (orjson.dumps(listen(itemInSession=4.0)), "wrong type for field itemInSession (int)"),
+    (orjson.dumps(listen(itemInSession=True)), "wrong type for field itemInSession (int)"),
+    (orjson.dumps(listen(ts=10**17)), "wrong type for field ts (timestamp_ms)"),
+    (orjson.dumps(listen(sessionId=2**64 - 1)), "wrong type for field sessionId (long)"),
+    (orjson.dumps(listen()).replace(b'"duration":201.5', b'"duration":NaN'), "not a JSON object"),
+    (orjson.dumps(listen()) + b" " + orjson.dumps(listen()), "not a JSON object"),
+    (b'{"artist":"A",\n"song":"S"}', "missing required field duration"),
+    # wrong types are reported before missing fields, whatever their order
+    (orjson.dumps(without(listen(lat="north"), "artist")), "wrong type for field lat (double)"),
+]
+
+
+def test_reasons_one_by_one() -> None:
+    for value, reason in CASES:
+        row, why = check_message(LISTEN, value)
+        assert why == reason, value
+        assert (row is None) == (reason is not None)
+
+
+def test_the_block_parser_agrees_with_the_one_by_one_rules() -> None:
+    """Every case alone, every case among good messages (the block is rejected and
+    split), and all of them at once: the same reasons and values every time."""
+    good = orjson.dumps(listen()) + b"\n"
+    expected = {i: r for i, (_, r) in enumerate(CASES) if r is not None}
+    parsed = parse_values(LISTEN, pa.array([v for v, _ in CASES], pa.binary()))
+    assert parsed.reasons == expected
+    assert parsed.good_mask().tolist() == [r is None for _, r in CASES]
+    for value, reason in CASES:
+        block = [good] * 40 + [value] + [good] * 40
+        parsed = parse_values(LISTEN, pa.array(block, pa.binary()))
+        assert parsed.reasons == ({} if reason is None else {40: reason}), value
+        if reason is None:
+            row, _ = check_message(LISTEN, value)
+            assert list(parsed.fields.slice(40, 1).to_pylist()[0].values()) == row
+    # the fast path gives exactly what the rules give on good messages
+    goods = [v for v, r in CASES if r is None] * 20
+    fast = parse_values(LISTEN, pa.array(goods, pa.binary()))
+    assert parse._at_once(LISTEN, pa.array(goods[:5], pa.binary())) is not None
+    assert fast.reasons == {}
+    assert [list(r.values()) for r in fast.fields.to_pylist()] == [
+        check_message(LISTEN, v)[0] for v in goods
     ]
-    ts = datetime(2024, 3, 18, 16, tzinfo=UTC)
-    df = spark.createDataFrame(
-        [(b"k", v, t, 0, off, ts, 0) for t, off, v in rows],
-        "key binary, value binary, topic string, partition int, offset long, "
-        "timestamp timestamp, timestampType int",
-    )
-    goods, bad = split_batch(parse_batch(df).cache())
-    got = goods["listen_events"].orderBy("kafka_offset").collect()
-    assert [r.kafka_offset for r in got] == [0, 1]
-    assert got[0].ts == datetime(2024, 3, 18, 15, 0)  # session time zone is UTC
-    assert (got[0].date, got[0].hour) == ("2024-03-18", "15")
-    assert (got[1].date, got[1].hour) == ("2024-03-18", "03"), "late events: own hour"
-    assert got[0].registration == datetime(2023, 11, 14, 22, 13, 20)
-    assert goods["auth_events"].count() == 1
-    assert goods["page_view_events"].count() == 0
-    reasons = {r.kafka_offset: r.reason for r in bad.collect()}
-    assert reasons == {
-        2: "not a JSON object",
-        3: "not UTF-8",
-        4: "wrong type for field ts (timestamp_ms)",
-        5: "missing required field ts",
-        6: "wrong type for field userId (long)",
-        7: "not a JSON object",
-    }
-    raw = {r.kafka_offset: r.value for r in bad.collect()}
-    assert raw[3] == b'{"ts":\xff\xfe}', "raw bytes are kept"
-    names = [f.name for f in lake_schema(TOPICS["listen_events"]).fields]
-    assert goods["listen_events"].columns == [*names, "date", "hour"]
+    large = parse_values(LISTEN, pa.array(goods, pa.large_binary()))
+    assert large.fields.equals(fast.fields)
+
+
+@pytest.mark.parametrize("topic", list(TOPICS))
+def test_lake_columns_follow_the_event_schema(topic: str) -> None:
+    names = [f.name for f in lake_schema(TOPICS[topic])]
+    assert names == [*TOPICS[topic].field_names, *parse.KAFKA_COLUMNS]

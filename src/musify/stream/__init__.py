@@ -1,10 +1,43 @@
 """The real-time half: Kafka → Spark Structured Streaming → the Parquet lake.
 
 Public API: ``run_stream(settings, StreamOptions(...))`` (what ``musify stream`` runs),
-``stream_status(settings)``. See README.md in this folder.
+``stream_status(settings)`` and ``watermark(settings)``. See README.md in this folder.
+
+The job's names are imported on first use, so ``musify.stream.status`` (standard
+library only) can be imported where Spark and the job's dependencies are not installed.
 """
 
-from musify.stream.job import StreamError, StreamOptions, parse_trigger, run_stream
-from musify.stream.status import stream_status
+from __future__ import annotations
 
-__all__ = ["StreamError", "StreamOptions", "parse_trigger", "run_stream", "stream_status"]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from musify.stream.job import StreamError, StreamOptions, parse_trigger, run_stream
+    from musify.stream.status import stream_status, watermark
+
+_WHERE = {
+    "StreamError": "musify.stream.job",
+    "StreamOptions": "musify.stream.job",
+    "parse_trigger": "musify.stream.job",
+    "run_stream": "musify.stream.job",
+    "stream_status": "musify.stream.status",
+    "watermark": "musify.stream.status",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'musify.stream' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "StreamError",
+    "StreamOptions",
+    "parse_trigger",
+    "run_stream",
+    "stream_status",
+    "watermark",
+]

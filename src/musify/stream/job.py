@@ -3,9 +3,10 @@
 One code path whatever the source: the built-in ``musify_kafka`` Python data source
 (confluent-kafka; works where Spark's Kafka connector jar cannot be installed) or
 Spark's native ``kafka`` format. Both produce the native format's columns. Each
-micro-batch is parsed and split (``parse.py``), written by Spark to a private staging
-folder, and committed into the lake by ``musify.lake.commit``: a batch is in the lake
-completely and once, also when the job is killed at any moment and restarted.
+micro-batch is parsed, split and written to a private staging folder by Spark's Python
+workers in one ``mapInArrow`` job (``stage.py``, ``parse.py``), and committed into the
+lake by ``musify.lake.commit``: a batch is in the lake completely and once, also when
+the job is killed at any moment and restarted.
 
 After every micro-batch the job logs one structured line (rows per topic, quarantined
 rows, consumer lag, batch duration, freshness) and updates the status ``musify status``
@@ -20,6 +21,7 @@ import re
 import shutil
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -81,18 +83,11 @@ class StreamOptions:
     spark_conf: dict[str, str] = field(default_factory=dict)
 
 
-def _java_check() -> None:
-    if os.environ.get("JAVA_HOME") or shutil.which("java"):
-        return
-    raise UsageError(
-        "the stream job needs Java 17 or newer (Spark runs on the JVM): install it, "
-        "e.g. `apt-get install openjdk-17-jre-headless`, or set JAVA_HOME"
-    )
-
-
 def build_spark(opts: StreamOptions, settings: Settings, app_name: str = "musify-stream") -> Any:
     """A SparkSession bound to loopback, in UTC, quiet."""
-    _java_check()
+    from musify.stream.java import ensure_java
+
+    ensure_java(settings)
     host = settings.bind_host
     os.environ.setdefault("SPARK_LOCAL_IP", host)
     os.environ["PYSPARK_PYTHON"] = sys.executable  # workers must import musify
@@ -140,34 +135,6 @@ def _read_stream(spark: Any, opts: StreamOptions) -> Any:
     return reader.load()
 
 
-def _staged_stats(staged: dict[str, Path]) -> tuple[dict[str, int], datetime | None]:
-    """Rows per target from the Parquet footers; drop empty files; newest event time."""
-    import pyarrow.parquet as pq
-
-    rows: dict[str, int] = {}
-    newest: datetime | None = None
-    for target, root in staged.items():
-        n = 0
-        for f in root.rglob("*.parquet") if root.is_dir() else ():
-            md = pq.read_metadata(f)
-            if md.num_rows == 0:
-                f.unlink()
-                continue
-            n += md.num_rows
-            if target == "_quarantine":
-                continue
-            idx = md.schema.names.index("ts") if "ts" in md.schema.names else -1
-            for rg in range(md.num_row_groups) if idx >= 0 else ():
-                st = md.row_group(rg).column(idx).statistics
-                if st is not None and st.has_min_max:
-                    mx = st.max
-                    if isinstance(mx, datetime):
-                        mx = mx if mx.tzinfo else mx.replace(tzinfo=UTC)
-                        newest = mx if newest is None or mx > newest else newest
-        rows[target] = n
-    return rows, newest
-
-
 class _BatchWriter:
     """The foreachBatch function: stage with Spark, commit into the lake."""
 
@@ -185,33 +152,18 @@ class _BatchWriter:
             # replayed batch has the same offsets, so there is nothing to do.
             self.reports[batch_id] = status.BatchReport(batch_id=batch_id, replayed=True)
             return
-        from pyspark import StorageLevel
-
-        from musify.stream.parse import parse_batch, split_batch
+        from musify.stream.stage import stage_batch
 
         stage = self.staging / f"{batch_id:012d}"
-        shutil.rmtree(stage, ignore_errors=True)
-        parsed = parse_batch(df).persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            goods, quarantine = split_batch(parsed)
-            staged: dict[str, Path] = {}
-            for name, good in goods.items():
-                staged[name] = stage / name
-                good.write.mode("overwrite").partitionBy("date", "hour").parquet(str(staged[name]))
-            staged["_quarantine"] = stage / "_quarantine"
-            quarantine.write.mode("overwrite").partitionBy("topic", "date").parquet(
-                str(staged["_quarantine"])
-            )
-        finally:
-            parsed.unpersist()
-        rows, newest = _staged_stats(staged)
+        staged = stage_batch(df, stage, datetime.now(UTC))
+        rows, newest = staged.rows, staged.newest
         if newest is not None and (self.newest is None or newest > self.newest):
             self.newest = newest
         now = datetime.now(UTC)
         commit_batch(
             self.lake,
             batch_id,
-            staged,
+            staged.folders,
             rows,
             meta={
                 "committed_at": now.isoformat(),
@@ -229,24 +181,70 @@ class _BatchWriter:
         )
 
 
+#: Offsets keys that carry metadata, not topics (see musify.stream.kafka_source).
+_META = "$"
+_FETCHED_AT = "$fetched_at"
+
+
+def _source_offsets(progress: dict[str, Any], which: str) -> dict[str, Any] | None:
+    """A source offset (``endOffset``, ``latestOffset``) of a progress report as a dict."""
+    try:
+        value = progress["sources"][0].get(which)
+        if isinstance(value, str):
+            value = orjson.loads(value)
+    except (KeyError, IndexError, TypeError, AttributeError, orjson.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _positions(offsets: dict[str, Any]) -> dict[tuple[str, int], int]:
+    return {
+        (topic, int(part)): int(off)
+        for topic, parts in offsets.items()
+        if not topic.startswith(_META)
+        for part, off in parts.items()
+    }
+
+
 def _lag(progress: dict[str, Any]) -> int | None:
     """Messages in Kafka the query has not read yet, from its progress report."""
-    try:
-        src = progress["sources"][0]
-        end, latest = src.get("endOffset"), src.get("latestOffset")
-        if isinstance(end, str):
-            end = orjson.loads(end)
-        if isinstance(latest, str):
-            latest = orjson.loads(latest)
-        if not isinstance(end, dict) or not isinstance(latest, dict):
-            return None
-        total = 0
-        for topic, parts in latest.items():
-            for part, off in parts.items():
-                total += max(0, int(off) - int(end.get(topic, {}).get(part, 0)))
-        return total
-    except (KeyError, IndexError, TypeError, ValueError, orjson.JSONDecodeError):
+    end, latest = _source_offsets(progress, "endOffset"), _source_offsets(progress, "latestOffset")
+    if end is None or latest is None:
         return None
+    try:
+        ends = _positions(end)
+        return sum(max(0, off - ends.get(tp, 0)) for tp, off in _positions(latest).items())
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _caught_up_at(progress: dict[str, Any]) -> datetime | None:
+    """When the broker was asked for the ends this batch read up to, if it read up to
+    all of them: every message acknowledged before that instant is in this batch or an
+    earlier one. None when the batch stopped short of some partition's end (a read
+    limit, an availableNow target), when the source could not confirm an end, or for a
+    batch replayed after a restart (its progress carries no latest offsets).
+
+    ``musify_kafka`` reports the time it fetched the ends (``$fetched_at``), only when
+    every end was confirmed by a fetch. Spark's ``kafka`` source reports none; there the
+    trigger's start, which precedes its offset requests, stands in for it.
+    """
+    end, latest = _source_offsets(progress, "endOffset"), _source_offsets(progress, "latestOffset")
+    if end is None or latest is None:
+        return None
+    try:
+        if _positions(end) != _positions(latest):
+            return None
+        if any(k.startswith(_META) for k in latest):
+            stamp = latest.get(_FETCHED_AT)
+        else:
+            stamp = progress.get("timestamp")
+        if not isinstance(stamp, str):
+            return None
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @contextlib.contextmanager
@@ -294,9 +292,17 @@ OnBatch = Callable[[dict[str, Any]], None]
 
 
 def run_stream(
-    settings: Settings, opts: StreamOptions, on_batch: OnBatch | None = None
+    settings: Settings,
+    opts: StreamOptions,
+    on_batch: OnBatch | None = None,
+    stop_event: threading.Event | None = None,
 ) -> dict[str, Any]:
-    """Run the stream until caught up (``until_caught_up``) or until stopped."""
+    """Run the stream until caught up (``until_caught_up``) or until stopped.
+
+    ``on_batch`` gets each micro-batch's status record once it is committed and
+    recorded. Setting ``stop_event`` stops the job after the current micro-batch, as
+    SIGTERM does.
+    """
     settings.ensure_dirs()
     lake_root = settings.lake_root
     if "://" in lake_root:
@@ -328,6 +334,8 @@ def run_stream(
     )
     writer = _BatchWriter(lake, staging)
     stop = [False]
+    # Restarts begin without a watermark: only a caught-up batch of this run sets it.
+    watermark: datetime | None = None
     totals: dict[str, int] = dict.fromkeys([*TOPIC_NAMES, "_quarantine"], 0)
     batches = 0
     started = time.monotonic()
@@ -342,6 +350,7 @@ def run_stream(
         with _stop_signals(stop):
             query = w.start()
             seen = -1
+            stop_after: int | None = None  # the last batch recorded when a stop was asked
             try:
                 while True:
                     active = query.isActive
@@ -354,6 +363,10 @@ def run_stream(
                         rep.input_rows = int(prog.get("numInputRows", 0))
                         rep.lag = _lag(prog)
                         rep.duration_ms = int(prog.get("batchDuration", rep.duration_ms))
+                        caught_up = None if rep.replayed else _caught_up_at(prog)
+                        if caught_up is not None and (watermark is None or caught_up > watermark):
+                            watermark = caught_up
+                        rep.watermark = watermark.isoformat() if watermark else None
                         now = datetime.now(UTC)
                         rep.at = now.isoformat()
                         if writer.newest is not None:
@@ -368,13 +381,25 @@ def run_stream(
                             on_batch(rep.as_dict())
                     if not active:
                         break
-                    if stop[0] and not query.status.get("isTriggerActive", False):
+                    stopping = stop[0] or (stop_event is not None and stop_event.is_set())
+                    if stopping and stop_after is None:
+                        stop_after = seen
+                    # Stop between batches, or as soon as the running one is committed:
+                    # under a steady load the next batch starts at once, and stopping it
+                    # early is safe (it is replayed from Spark's offset log).
+                    if stop_after is not None and (
+                        seen > stop_after or not query.status.get("isTriggerActive", False)
+                    ):
                         query.stop()
                     query.awaitTermination(0.5)
             except KeyboardInterrupt:
                 query.stop()
             except StreamingQueryException as exc:
                 raise StreamError(f"the stream stopped: {_failure_message(exc)}") from None
+            finally:
+                if query.isActive:  # e.g. on_batch raised: never leave the query running
+                    with contextlib.suppress(Exception):
+                        query.stop()
             failure = query.exception()
             if failure is not None:
                 raise StreamError(f"the stream stopped: {_failure_message(failure)}")

@@ -30,7 +30,12 @@ Options (case-insensitive, as in Spark):
   are Spark's, so ``kafka.enable.auto.commit``, ``kafka.auto.offset.reset`` and
   ``kafka.enable.partition.eof`` are refused.
 
-Offsets, kept in Spark's checkpoint, are ``{topic: {str(partition): next_offset}}``.
+Offsets, kept in Spark's checkpoint, are ``{topic: {str(partition): next_offset}}``
+plus ``"$topic_ids": {topic: id}`` (no topic name can contain ``$``). The ids catch a
+topic that was created again, e.g. by a restarted memory-only broker, even when it
+already holds more records than the checkpoint expects (offsets alone cannot tell);
+checkpoints written without ids still load. The progress's ``latestOffset`` also says
+when the ends were fetched (``$fetched_at``, see ``reportLatestOffset``).
 Each micro-batch reads ``[start, end)`` of every partition with new records, split into
 input partitions of at most ``SPLIT_OFFSETS`` offsets, each read on an executor by its
 own consumer (``assign()``, no group join, nothing committed to Kafka) and returned as
@@ -47,6 +52,7 @@ import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -151,6 +157,20 @@ _NATIVE_ONLY = {
     "includeheaders": "the native format (headers are not read)",
     "minpartitions": "the default split (one task per partition and 200,000 offsets)",
 }
+#: Consumer settings an AdminClient rejects or ignores.
+_CONSUMER_ONLY = frozenset(
+    {
+        "group.id",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "enable.partition.eof",
+        "auto.offset.reset",
+        "isolation.level",
+        "queued.min.messages",
+        "fetch.wait.max.ms",
+        "allow.auto.create.topics",
+    }
+)
 #: librdkafka settings the source owns: offsets live in Spark's checkpoint.
 _OWNED = {
     "enable.auto.commit": "offsets are kept in Spark's checkpoint",
@@ -170,7 +190,21 @@ _TOPIC_GONE = frozenset(
 )
 
 TP = tuple[str, int]
-Offsets = dict[str, dict[str, int]]
+Offsets = dict[str, Any]  # {topic: {str(partition): offset}}, plus "$..." metadata keys
+
+#: Offsets' keys that are not topics start with this (never valid in a topic name).
+META = "$"
+#: In ``reportLatestOffset``: when the source asked the broker for these offsets (ISO
+#: UTC), present only when every partition's end was confirmed by a fetch, so that
+#: every record the broker acknowledged before that instant lies below them.
+FETCHED_AT = "$fetched_at"
+#: In offsets: ``{topic: topic id}``. A memory-only broker that restarts, or a topic
+#: deleted and created again, gives the topic a new id and restarts its offsets at 0;
+#: if it then holds more records than the checkpoint expects, offsets alone cannot
+#: tell, the id can.
+TOPIC_IDS = "$topic_ids"
+#: The id Kafka uses for "no id" (brokers before topic ids).
+_NO_TOPIC_ID = "AAAAAAAAAAAAAAAAAAAAAA"
 
 
 class KafkaDataLossError(MusifyError):
@@ -283,6 +317,10 @@ def parse_options(options: Mapping[str, str]) -> SourceOptions:
     )
 
 
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
 def _positive_int(name: str, text: str) -> int:
     try:
         value = int(text)
@@ -296,19 +334,33 @@ def _positive_int(name: str, text: str) -> int:
 # -- offsets ---------------------------------------------------------------------------
 
 
-def to_offsets(positions: Mapping[TP, int]) -> Offsets:
+def to_offsets(positions: Mapping[TP, int], topic_ids: Mapping[str, str] | None = None) -> Offsets:
     """``{(topic, partition): offset}`` as the checkpointed JSON form, in a canonical
-    order (Spark compares offsets by their JSON text)."""
+    order (Spark compares offsets by their JSON text), with the ids of those topics
+    the broker told (``$topic_ids``)."""
     out: Offsets = {}
     for (topic, partition), offset in sorted(positions.items()):
         out.setdefault(topic, {})[str(partition)] = int(offset)
+    ids = {t: topic_ids[t] for t in sorted(out) if topic_ids and topic_ids.get(t)}
+    if ids:
+        out[TOPIC_IDS] = ids
     return out
 
 
+def topic_ids_of(offsets: Mapping[str, Any] | None) -> dict[str, str]:
+    """The topic ids an offset recorded; empty for offsets written before ids were
+    kept (such checkpoints still load; their next offsets carry ids)."""
+    ids = (offsets or {}).get(TOPIC_IDS)
+    return {str(t): str(i) for t, i in ids.items()} if isinstance(ids, dict) else {}
+
+
 def from_offsets(offsets: Mapping[str, Any] | None) -> dict[TP, int]:
-    """The checkpointed JSON form back to ``{(topic, partition): offset}``."""
+    """The checkpointed JSON form back to ``{(topic, partition): offset}`` (keys that
+    start with ``$`` carry metadata: no Kafka topic name can contain a ``$``)."""
     out: dict[TP, int] = {}
     for topic, parts in (offsets or {}).items():
+        if topic.startswith(META):
+            continue
         for partition, offset in dict(parts).items():
             out[(str(topic), int(partition))] = int(offset)
     return out
@@ -358,6 +410,9 @@ class KafkaInputPartition(InputPartition):
     partition: int
     start: int
     end: int
+    #: The topic's id when the range was planned; the task checks the broker still
+    #: has that topic (None: unknown, e.g. a checkpoint written before ids were kept).
+    topic_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -372,6 +427,54 @@ class _Loss:
             f"topic {topic} partition {partition}: expected offset {self.expected} "
             f"(the next one after the checkpoint), but {self.broker_has}"
         )
+
+
+def _recreated(topic: str, old_id: str, new_id: str) -> str:
+    return (
+        f"topic {topic} is not the one the checkpoint read: its topic id is {new_id} on "
+        f"the broker, {old_id} in the checkpoint (the topic was created again, and its "
+        "offsets restarted)"
+    )
+
+
+def _new_admin(opts: SourceOptions, role: str) -> Any:
+    from confluent_kafka.admin import AdminClient
+
+    # The consumer's own client settings (security, timeouts), minus what only a
+    # consumer understands.
+    conf = {
+        k: v
+        for k, v in opts.consumer_config(**{"client.id": f"musify-kafka-source-{role}"}).items()
+        if k not in _CONSUMER_ONLY
+    }
+    try:
+        return AdminClient(conf)
+    except (KafkaException, ValueError, TypeError) as exc:
+        raise _option_error(f"invalid Kafka client options: {_error_text(exc)}") from None
+
+
+def _describe_topic_ids(admin: Any, topics: Sequence[str], timeout: float) -> dict[str, str]:
+    """Ids of the topics that exist; empty where the broker cannot tell (no ids before
+    Kafka 2.8, or an error: the id check is then skipped, never guessed)."""
+    if not topics:
+        return {}
+    from confluent_kafka import TopicCollection
+
+    out: dict[str, str] = {}
+    try:
+        futures = admin.describe_topics(TopicCollection(list(topics)), request_timeout=timeout)
+    except (KafkaException, ValueError, TypeError, AttributeError) as exc:
+        log.debug("describe_topics failed: %s", _error_text(exc))
+        return out
+    for topic, future in futures.items():
+        try:
+            topic_id = str(future.result(timeout=timeout + 5).topic_id)
+        except Exception as exc:  # any failure: no id, so no check (never a guess)
+            log.debug("no topic id for %s: %s", topic, _error_text(exc))
+            continue
+        if topic_id and topic_id != _NO_TOPIC_ID and topic_id != "None":
+            out[topic] = topic_id
+    return out
 
 
 def data_loss_message(losses: Sequence[_Loss], bootstrap: str) -> str:
@@ -398,6 +501,17 @@ class _Snapshot:
     #: Subscribed topics the broker does not have.
     missing: set[str]
     partition_counts: dict[str, int]
+    #: Wall-clock time (epoch s) before the first request of this snapshot.
+    fetched_at: float = 0.0
+    #: Topic ids, for the topics whose id the broker told.
+    topic_ids: dict[str, str] = field(default_factory=dict)
+    #: Partitions whose end a fetch reported (end-of-partition): there the end covers
+    #: every record the broker had acknowledged at ``fetched_at``.
+    exact: set[TP] = field(default_factory=set)
+
+    def complete(self) -> bool:
+        """Does every end cover all records acknowledged before ``fetched_at``?"""
+        return all(tp in self.exact for tp in self.ends)
 
 
 class _OffsetProbe:
@@ -429,6 +543,7 @@ class _OffsetProbe:
     def __init__(self, opts: SourceOptions) -> None:
         self.opts = opts
         self._consumer: Any = None
+        self._admin: Any = None
 
     def _new_consumer(self, role: str, **overrides: Any) -> Any:
         conf = self.opts.consumer_config(
@@ -448,6 +563,7 @@ class _OffsetProbe:
         return self._consumer
 
     def close(self) -> None:
+        self._admin = None  # an AdminClient has no close(); dropping it ends its threads
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None
             consumer.close()
@@ -506,9 +622,10 @@ class _OffsetProbe:
             time.sleep(0.2)
 
     def snapshot(self) -> _Snapshot:
+        fetched_at = time.time()
         deadline = time.monotonic() + METADATA_TIMEOUT
         metadata = self._metadata(deadline)
-        snap = _Snapshot({}, {}, set(), set(), {})
+        snap = _Snapshot({}, {}, set(), set(), {}, fetched_at=fetched_at)
         tps: list[TP] = []
         for topic in self.opts.topics:
             meta = metadata.topics.get(topic)
@@ -531,9 +648,19 @@ class _OffsetProbe:
                 del listed[tp], snap.lows[tp]
             snap.partition_counts.pop(topic, None)
         snap.ends = dict(listed)
+        snap.topic_ids = self.topic_ids(sorted(snap.partition_counts), deadline)
         if listed:
             self._fetch_ends(listed, snap)
         return snap
+
+    @property
+    def admin(self) -> Any:
+        if self._admin is None:
+            self._admin = _new_admin(self.opts, "driver")
+        return self._admin
+
+    def topic_ids(self, topics: Sequence[str], deadline: float) -> dict[str, str]:
+        return _describe_topic_ids(self.admin, topics, max(0.5, deadline - time.monotonic()))
 
     def _fetch_ends(self, listed: dict[TP, int], snap: _Snapshot) -> None:
         # A fresh consumer each time: librdkafka reports end-of-partition only once per
@@ -571,6 +698,12 @@ class _OffsetProbe:
             if tp in eof or tp in seen:
                 snap.ends[tp] = max(listed_end, eof.get(tp, 0), seen.get(tp, 0))
                 snap.confirmed.add(tp)
+                if tp in eof:
+                    # The fetch ended at the high watermark of its time (or the last
+                    # stable offset), which is after fetched_at: every record acked
+                    # before fetched_at lies below it. Records seen alone prove less
+                    # (a fetch response may stop short of the end).
+                    snap.exact.add(tp)
             else:
                 log.debug("probe: no fetch answer for %s[%d] within %g s", *tp, PROBE_TIMEOUT)
 
@@ -613,7 +746,9 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def _snapshot(self) -> _Snapshot:
         snap = self.probe.snapshot()
         self._lows.update(snap.lows)
-        self._latest = to_offsets(snap.ends)
+        self._latest = to_offsets(snap.ends, snap.topic_ids)
+        if snap.complete():
+            self._latest[FETCHED_AT] = _iso(snap.fetched_at)
         missing = sorted(snap.missing - self._warned_missing)
         if missing:
             self._warned_missing.update(missing)
@@ -630,7 +765,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def initialOffset(self) -> Offsets:
         snap = self._target or self._snapshot()
         chosen = snap.lows if self.opts.starting_offsets == "earliest" else snap.ends
-        return to_offsets(chosen)
+        return to_offsets(chosen, snap.topic_ids)
 
     def getDefaultReadLimit(self) -> ReadLimit:
         if self.opts.max_offsets_per_trigger is not None:
@@ -643,7 +778,7 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def latestOffset(self, start: Offsets, limit: ReadLimit) -> Offsets:
         snap = self._snapshot()
-        froms, ends = self._plan(from_offsets(start), snap)
+        froms, ends = self._plan(from_offsets(start), snap, topic_ids_of(start))
         if self._target is not None:
             target = self._target.ends
             ends = {
@@ -652,17 +787,29 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             }
         if isinstance(limit, ReadMaxRows):
             ends = fair_limit(froms, ends, limit.max_rows)
-        return to_offsets(ends)
+        # An id the broker did not tell this time is carried over, so that a topic
+        # recreated meanwhile is still caught once the broker tells again.
+        return to_offsets(ends, {**topic_ids_of(start), **snap.topic_ids})
 
     def reportLatestOffset(self) -> Offsets | None:
+        """Where the partitions ended when the last batch was planned (Spark shows it as
+        the progress's ``latestOffset``), with ``$fetched_at`` when that is exact: the
+        job's watermark comes from it."""
         return self._latest
 
     def partitions(self, start: Offsets, end: Offsets) -> Sequence[InputPartition]:
         starts = from_offsets(start)
+        old_ids, new_ids = topic_ids_of(start), topic_ids_of(end)
         result: list[InputPartition] = []
         for tp, until in from_offsets(end).items():
             begin = starts.get(tp)
+            old_id, new_id = old_ids.get(tp[0]), new_ids.get(tp[0])
             if begin is None:  # a partition new since the last batch: from its earliest
+                begin = self._low(tp)
+            elif old_id and new_id and old_id != new_id:
+                # The topic was recreated (failOnDataLoss=false got us here): the new
+                # topic is read from its earliest offset.
+                self._data_loss([_Loss(tp, begin, _recreated(tp[0], old_id, new_id))])
                 begin = self._low(tp)
             elif until < begin:  # a reset after data loss (failOnDataLoss=false)
                 self._data_loss(
@@ -674,7 +821,8 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 self._data_loss([_Loss(tp, begin, f"its earliest offset is {low}")])
                 begin = low
             result.extend(
-                KafkaInputPartition(tp[0], tp[1], s, e) for s, e in split_range(begin, until)
+                KafkaInputPartition(tp[0], tp[1], s, e, new_id)
+                for s, e in split_range(begin, until)
             )
         return result
 
@@ -693,9 +841,12 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
             self._lows[tp] = self.probe.low(tp)
         return self._lows[tp]
 
-    def _plan(self, starts: dict[TP, int], snap: _Snapshot) -> tuple[dict[TP, int], dict[TP, int]]:
+    def _plan(
+        self, starts: dict[TP, int], snap: _Snapshot, start_ids: Mapping[str, str]
+    ) -> tuple[dict[TP, int], dict[TP, int]]:
         """From where to where each partition can be read, after checking ``starts``
-        against what the broker has (data loss raises, or is logged and skipped over)."""
+        (and the topic ids they were read under) against what the broker has: data
+        loss raises, or is logged and skipped over."""
         froms: dict[TP, int] = {}
         ends: dict[TP, int] = {}
         losses: list[_Loss] = []
@@ -714,7 +865,11 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
                 )
                 continue
             low, end = snap.lows[tp], snap.ends[tp]
-            if end < begin and tp not in snap.confirmed:
+            old_id, new_id = start_ids.get(topic), snap.topic_ids.get(topic)
+            if old_id and new_id and old_id != new_id:
+                losses.append(_Loss(tp, begin, _recreated(topic, old_id, new_id)))
+                froms[tp], ends[tp] = low, end
+            elif end < begin and tp not in snap.confirmed:
                 froms[tp] = ends[tp] = begin  # unsure where it ends: no new records now
             elif end < begin:
                 has = f"offsets {low}..{end - 1}" if end > low else f"no records (next {end})"
@@ -795,6 +950,29 @@ def _repeated(text: str, n: int) -> pa.Array:
 
 def consume_range(opts: SourceOptions, part: KafkaInputPartition) -> Iterator[list[Message]]:
     """The records of ``[part.start, part.end)``, in chunks; stops at the end offset.
+
+    When the range was planned with the topic's id, the broker must still have that
+    topic before and after the read: a topic recreated meanwhile (a restarted memory
+    broker) holds other records at the same offsets, which is data loss.
+    """
+    admin = _new_admin(opts, "task") if part.topic_id and part.end > part.start else None
+    if admin is not None:
+        _check_topic_id(opts, admin, part, part.start)
+    yield from _consume_range(opts, part)
+    if admin is not None:
+        _check_topic_id(opts, admin, part, part.end)
+
+
+def _check_topic_id(opts: SourceOptions, admin: Any, part: KafkaInputPartition, at: int) -> None:
+    now = _describe_topic_ids(admin, [part.topic], METADATA_TIMEOUT).get(part.topic)
+    if now and part.topic_id and now != part.topic_id:
+        _task_data_loss(
+            opts, (part.topic, part.partition), at, _recreated(part.topic, part.topic_id, now)
+        )
+
+
+def _consume_range(opts: SourceOptions, part: KafkaInputPartition) -> Iterator[list[Message]]:
+    """``consume_range`` without the topic id checks.
 
     The end is reached when a record at or beyond it arrives, or at end-of-partition at
     or beyond it: offsets can have holes (transaction markers, aborted or compacted
@@ -966,9 +1144,11 @@ def register(spark: SparkSession) -> None:
 __all__ = [
     "ARROW_SCHEMA",
     "DATA_LOSS",
+    "FETCHED_AT",
     "FORMAT",
     "SCHEMA",
     "SCHEMA_DDL",
+    "TOPIC_IDS",
     "KafkaDataLossError",
     "KafkaInputPartition",
     "KafkaSource",
@@ -977,8 +1157,10 @@ __all__ = [
     "SourceOptions",
     "consume_range",
     "fair_limit",
+    "from_offsets",
     "parse_options",
     "register",
     "split_range",
     "to_offsets",
+    "topic_ids_of",
 ]

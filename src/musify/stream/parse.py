@@ -1,178 +1,306 @@
-"""From Kafka records to lake rows: parse, validate, quarantine.
+"""From Kafka records to lake rows: parse, validate, quarantine (Arrow, no Spark).
 
-Every Spark representation here is derived from ``musify.events``: the JSON schema
-``from_json`` parses with, the lake columns, and the rules that send a message to the
-quarantine. The input has the columns of Spark's native ``kafka`` format (key, value,
-topic, partition, offset, timestamp, timestampType), whichever source produced it.
+Every representation here is derived from ``musify.events``: the JSON types messages
+are parsed with, the lake columns, and the rules that send a message to the
+quarantine. It works on Arrow arrays, so the stream job runs it in Spark's Python
+workers (``mapInArrow``) on the columns of Spark's native ``kafka`` format, whichever
+source produced them.
 
 A message is quarantined, with its raw bytes, the reason and its Kafka coordinates,
-when it is not UTF-8, not a JSON object, has a field of the wrong type, or lacks a
-required field. Nothing is dropped: every input row becomes exactly one lake row or one
-quarantine row.
+when it is not UTF-8, not a JSON object, has a field of the wrong type (integers out of
+their range included), lacks a required field (or has it null), or has a timestamp
+outside the years 1-9999. Nothing is dropped: every input row becomes exactly one
+lake row or one quarantine row. Unknown extra fields are ignored.
+
+Two parsers give the same answer: a block of messages is first parsed at once by
+Arrow's JSON reader, which rejects the whole block on the first bad message; a
+rejected block is split in halves down to small pieces, and those are checked one
+message at a time with orjson. The per-message rules are the reference; the block
+parser is only trusted where it is at least as strict (strings must be strings,
+integers must fit, no NaN, valid UTF-8), which ``tests/stream/test_parse.py`` checks.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from musify.events import TOPICS, FieldType, Topic
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
 
-CORRUPT = "_corrupt"
+from musify.events import FieldType, Topic
+
 #: Columns every lake row carries besides the event's own fields.
 KAFKA_COLUMNS = ("kafka_partition", "kafka_offset", "kafka_timestamp", "ingested_at")
 PARTITION_COLUMNS = ("date", "hour")
+UTC_MICROS = pa.timestamp("us", tz="UTC")
 
-_JSON_TYPES: dict[FieldType, T.DataType] = {
-    FieldType.STRING: T.StringType(),
-    FieldType.INT: T.IntegerType(),
-    FieldType.LONG: T.LongType(),
-    FieldType.DOUBLE: T.DoubleType(),
-    FieldType.BOOLEAN: T.BooleanType(),
-    FieldType.TIMESTAMP_MS: T.LongType(),  # epoch milliseconds in the JSON
+_JSON_TYPES: dict[FieldType, pa.DataType] = {
+    FieldType.STRING: pa.string(),
+    FieldType.INT: pa.int32(),
+    FieldType.LONG: pa.int64(),
+    FieldType.DOUBLE: pa.float64(),
+    FieldType.BOOLEAN: pa.bool_(),
+    FieldType.TIMESTAMP_MS: pa.int64(),  # epoch milliseconds in the JSON
 }
-_LAKE_TYPES: dict[FieldType, T.DataType] = {
+_LAKE_TYPES: dict[FieldType, pa.DataType] = {
     **_JSON_TYPES,
-    FieldType.TIMESTAMP_MS: T.TimestampType(),  # a real timestamp in the lake
+    FieldType.TIMESTAMP_MS: UTC_MICROS,  # a real timestamp in the lake
 }
+#: Epoch milliseconds of 0001-01-01 and 10000-01-01: the timestamps a lake holds.
+TS_RANGE_MS = (-62_135_596_800_000, 253_402_300_800_000)
+_INT_RANGE = {
+    FieldType.INT: (-(2**31), 2**31),
+    FieldType.LONG: (-(2**63), 2**63),
+    FieldType.TIMESTAMP_MS: TS_RANGE_MS,
+}
+_MS_PER_HOUR = 3_600_000
+#: A rejected block is split down to pieces of this many messages, checked one by one.
+_SMALL = 32
+_LBRACE, _RBRACE, _NEWLINE = ord("{"), ord("}"), ord("\n")
 
 
-def json_schema(topic: Topic) -> T.StructType:
-    """The schema ``from_json`` parses a topic's messages with (plus the corrupt column)."""
-    fields = [T.StructField(f.name, _JSON_TYPES[f.type], True) for f in topic.fields]
-    return T.StructType([*fields, T.StructField(CORRUPT, T.StringType(), True)])
+def json_schema(topic: Topic) -> pa.Schema:
+    """The types a topic's messages are parsed with (timestamps as epoch ms)."""
+    return pa.schema([pa.field(f.name, _JSON_TYPES[f.type]) for f in topic.fields])
 
 
-def lake_schema(topic: Topic) -> T.StructType:
+def lake_schema(topic: Topic) -> pa.Schema:
     """The columns of a topic's Parquet files (partition columns come from the path)."""
-    fields = [T.StructField(f.name, _LAKE_TYPES[f.type], not f.required) for f in topic.fields]
-    return T.StructType(
+    return pa.schema(
         [
-            *fields,
-            T.StructField("kafka_partition", T.IntegerType(), False),
-            T.StructField("kafka_offset", T.LongType(), False),
-            T.StructField("kafka_timestamp", T.TimestampType(), True),
-            T.StructField("ingested_at", T.TimestampType(), False),
+            *(pa.field(f.name, _LAKE_TYPES[f.type]) for f in topic.fields),
+            pa.field("kafka_partition", pa.int32()),
+            pa.field("kafka_offset", pa.int64()),
+            pa.field("kafka_timestamp", UTC_MICROS),
+            pa.field("ingested_at", UTC_MICROS, nullable=False),
         ]
     )
 
 
-QUARANTINE_SCHEMA = T.StructType(
+QUARANTINE_SCHEMA = pa.schema(
     [
-        T.StructField("kafka_partition", T.IntegerType(), False),
-        T.StructField("kafka_offset", T.LongType(), False),
-        T.StructField("kafka_timestamp", T.TimestampType(), True),
-        T.StructField("key", T.BinaryType(), True),
-        T.StructField("value", T.BinaryType(), True),
-        T.StructField("reason", T.StringType(), False),
-        T.StructField("ingested_at", T.TimestampType(), False),
+        pa.field("kafka_partition", pa.int32()),
+        pa.field("kafka_offset", pa.int64()),
+        pa.field("kafka_timestamp", UTC_MICROS),
+        pa.field("key", pa.binary()),
+        pa.field("value", pa.binary()),
+        pa.field("reason", pa.string()),
+        pa.field("ingested_at", UTC_MICROS, nullable=False),
     ]
 )
 
 
-def _reason(topic: Topic, p: Column) -> Column:
-    """Why a parsed message is unusable, or NULL when it is fine. First reason wins.
+@dataclass(frozen=True)
+class Parsed:
+    """The messages of one topic, parsed: one row per message, in input order."""
 
-    The map parse that names a wrongly typed field runs only for the rare rows
-    ``from_json`` already flagged as corrupt.
-    """
-    raw_map = F.from_json(F.col("value").cast("string"), T.MapType(T.StringType(), T.StringType()))
-    corrupt = F.when(raw_map.isNull(), F.lit("not a JSON object"))
+    #: The event's fields with JSON types (``json_schema``); null on quarantined rows.
+    fields: pa.Table
+    #: Why each quarantined row is (row index → reason); the others are good.
+    reasons: dict[int, str]
+
+    def good_mask(self) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        mask = np.ones(self.fields.num_rows, dtype=bool)
+        if self.reasons:
+            mask[np.fromiter(self.reasons, dtype=np.int64, count=len(self.reasons))] = False
+        return mask
+
+
+# -- one message at a time (the reference) -------------------------------------------
+
+
+def _wrong_type(kind: FieldType, value: Any) -> bool:
+    t = type(value)
+    if kind is FieldType.STRING:
+        return t is not str
+    if kind is FieldType.BOOLEAN:
+        return t is not bool
+    if kind is FieldType.DOUBLE:
+        return t is not float and t is not int
+    low, high = _INT_RANGE[kind]
+    return t is not int or not low <= value < high
+
+
+def check_message(topic: Topic, value: bytes | None) -> tuple[list[Any] | None, str | None]:
+    """One message: its field values in ``topic.fields`` order, or why it is
+    quarantined. Wrong types are reported before missing fields, each time the first
+    field in the topic's order."""
+    if value is None:
+        return None, "not a JSON object"
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "not UTF-8"
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None, "not a JSON object"
+    if type(event) is not dict:
+        return None, "not a JSON object"
+    out: list[Any] = []
+    missing: str | None = None
     for f in topic.fields:
-        corrupt = corrupt.when(
-            F.map_contains_key(raw_map, f.name) & raw_map[f.name].isNotNull() & p[f.name].isNull(),
-            F.lit(f"wrong type for field {f.name} ({f.type.value})"),
+        x = event.get(f.name)
+        if x is None:
+            if f.required and missing is None:
+                missing = f.name
+        elif _wrong_type(f.type, x):
+            return None, f"wrong type for field {f.name} ({f.type.value})"
+        elif f.type is FieldType.DOUBLE:
+            x = float(x)
+        out.append(x)
+    if missing is not None:
+        return None, f"missing required field {missing}"
+    return out, None
+
+
+def _one_by_one(topic: Topic, values: Sequence[bytes | None]) -> tuple[pa.Table, dict[int, str]]:
+    columns: list[list[Any]] = [[] for _ in topic.fields]
+    reasons: dict[int, str] = {}
+    for i, value in enumerate(values):
+        row, reason = check_message(topic, value)
+        if row is None:
+            reasons[i] = reason or "not a JSON object"
+            for col in columns:
+                col.append(None)
+        else:
+            for col, x in zip(columns, row, strict=True):
+                col.append(x)
+    schema = json_schema(topic)
+    arrays = [pa.array(col, f.type) for col, f in zip(columns, schema, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=schema), reasons
+
+
+# -- a block at once ------------------------------------------------------------------
+
+
+def _ndjson(values: pa.BinaryArray) -> pa.Buffer | None:
+    """The block as newline-delimited JSON if every message can be one line: it starts
+    with ``{``, ends with ``}`` (a newline after it is fine) and has no other newline.
+    Anything else goes to the one-by-one parser."""
+    n = len(values)
+    if values.null_count:
+        return None
+    _, offsets_buffer, data_buffer = values.buffers()
+    if offsets_buffer is None or data_buffer is None:
+        return None
+    width = np.int64 if pa.types.is_large_binary(values.type) else np.int32
+    offsets = np.frombuffer(
+        offsets_buffer, dtype=width, count=n + 1, offset=values.offset * np.dtype(width).itemsize
+    )
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    lengths = np.diff(offsets)
+    if (lengths < 2).any():
+        return None
+    ends = offsets[1:] - 1
+    if (data[offsets[:-1]] != _LBRACE).any():
+        return None
+    body = data[offsets[0] : offsets[-1]]
+    newlines = int(np.count_nonzero(body == _NEWLINE))
+    ended = data[ends] == _NEWLINE  # messages that end with a newline already
+    if newlines != int(np.count_nonzero(ended)):
+        return None  # a newline inside a message
+    closed = np.where(ended, data[ends - 1], data[ends]) == _RBRACE
+    if not closed.all():
+        return None
+    if ended.all():
+        return pa.py_buffer(body)  # already one message per line: no copy
+    lines = [v if v.endswith(b"\n") else v + b"\n" for v in values.to_pylist()]
+    return pa.py_buffer(b"".join(lines))
+
+
+def _at_once(topic: Topic, values: pa.BinaryArray) -> pa.Table | None:
+    """Parse a block with Arrow's JSON reader; None when any message would not pass
+    the one-by-one rules (or might not: the caller then looks closer)."""
+    buffer = _ndjson(values)
+    if buffer is None:
+        return None
+    try:
+        values.cast(pa.string())  # validates UTF-8: the JSON reader does not
+        table = pa_json.read_json(
+            pa.BufferReader(buffer),
+            read_options=pa_json.ReadOptions(use_threads=False, block_size=buffer.size + 1),
+            parse_options=pa_json.ParseOptions(
+                explicit_schema=json_schema(topic), unexpected_field_behavior="ignore"
+            ),
         )
-    corrupt = corrupt.otherwise(F.lit("not valid JSON for the schema"))
-    expr = F.when(~F.is_valid_utf8(F.col("value")), F.lit("not UTF-8"))
-    expr = expr.when(p.isNull(), F.lit("not a JSON object"))
-    expr = expr.when(p[CORRUPT].isNotNull(), corrupt)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    if table.num_rows != len(values):  # e.g. two objects on one line
+        return None
+    table = table.select(json_schema(topic).names).combine_chunks()
     for f in topic.fields:
-        if f.required:
-            expr = expr.when(p[f.name].isNull(), F.lit(f"missing required field {f.name}"))
-    return expr
+        if f.type is FieldType.DOUBLE:  # NaN and Infinity are not JSON: orjson refuses them
+            column = table.column(f.name)
+            doubles = np.asarray(column.fill_null(0.0))
+            if not np.isfinite(doubles).all():
+                return None
+        elif f.type is FieldType.TIMESTAMP_MS:  # beyond the years 1-9999: a wrong type
+            column = table.column(f.name)
+            ms = np.asarray(column.fill_null(0))
+            if ((ms < TS_RANGE_MS[0]) | (ms >= TS_RANGE_MS[1])).any():
+                return None
+    return table
 
 
-def _parsed_column(topic: Topic) -> str:
-    return f"parsed_{topic.name}"
+def _parse_block(topic: Topic, values: pa.BinaryArray) -> tuple[pa.Table, dict[int, str]]:
+    table = _at_once(topic, values) if len(values) > 1 else None
+    if table is not None:
+        return table, {}
+    if len(values) <= _SMALL:
+        return _one_by_one(topic, values.to_pylist())
+    half = len(values) // 2
+    left, bad_left = _parse_block(topic, values.slice(0, half))
+    right, bad_right = _parse_block(topic, values.slice(half))
+    reasons = {**bad_left, **{half + i: r for i, r in bad_right.items()}}
+    return pa.concat_tables([left, right]).combine_chunks(), reasons
 
 
-def parse_batch(df: DataFrame) -> DataFrame:
-    """Parse every record once with its topic's schema; persist the result.
-
-    The caller must persist what this returns: the cache is also the barrier that keeps
-    Spark from inlining ``from_json`` into every filter and column that uses it (which
-    parses each message dozens of times).
-    """
-    text = F.col("value").cast("string")
-    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
-    return df.select(
-        "key",
-        "value",
-        "topic",
-        "partition",
-        "offset",
-        "timestamp",
-        F.current_timestamp().alias("ingested_at"),
-        *[
-            F.when(F.col("topic") == t.name, F.from_json(text, json_schema(t), options)).alias(
-                _parsed_column(t)
-            )
-            for t in TOPICS.values()
-        ],
-    )
-
-
-def _quarantine_columns(topic: Column) -> list[Column]:
-    return [
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-        F.col("timestamp").alias("kafka_timestamp"),
-        F.col("key"),
-        F.col("value"),
-        F.col("reason"),
-        F.col("ingested_at"),
-        topic.alias("topic"),
-        F.date_format("ingested_at", "yyyy-MM-dd").alias("date"),
-    ]
-
-
-def split_topic(parsed: DataFrame, topic: Topic) -> tuple[DataFrame, DataFrame]:
-    """(lake rows, quarantine rows) of one topic's records in a ``parse_batch`` result."""
-    p = F.col(_parsed_column(topic))
-    rows = parsed.where(F.col("topic") == topic.name).withColumn("reason", _reason(topic, p))
-    cols = []
+def parse_values(topic: Topic, values: pa.Array) -> Parsed:
+    """Parse and validate one topic's messages (``value`` bytes, as binary)."""
+    if not (pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)):
+        values = values.cast(pa.binary())
+    table, reasons = _parse_block(topic, values)
+    # What the block parser leaves to us: required fields that are missing or null,
+    # first field in order wins; rows already rejected keep their reason.
     for f in topic.fields:
-        c = p[f.name]
+        column = table.column(f.name)
+        if f.required and column.null_count:
+            why = f"missing required field {f.name}"
+            for i in np.flatnonzero(np.asarray(column.is_null())).tolist():
+                reasons.setdefault(i, why)
+    return Parsed(table, reasons)
+
+
+def hour_keys(ts_ms: pa.Array) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Hours since the epoch of event times in epoch milliseconds (the lake partition)."""
+    return np.floor_divide(np.asarray(ts_ms, dtype=np.int64), _MS_PER_HOUR)
+
+
+def lake_rows(
+    topic: Topic,
+    parsed: pa.Table,
+    partition: pa.Array,
+    offset: pa.Array,
+    timestamp: pa.Array,
+    ingested_us: int,
+) -> pa.Table:
+    """Good rows (already filtered) as the topic's lake columns."""
+    arrays: list[pa.Array] = []
+    for f in topic.fields:
+        column = parsed.column(f.name).combine_chunks()
         if f.type is FieldType.TIMESTAMP_MS:
-            c = F.timestamp_millis(c)
-        cols.append(c.cast(_LAKE_TYPES[f.type]).alias(f.name))
-    good = rows.where(F.col("reason").isNull()).select(
-        *cols,
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-        F.col("timestamp").alias("kafka_timestamp"),
-        F.col("ingested_at"),
-    )
-    good = good.withColumn("date", F.date_format("ts", "yyyy-MM-dd")).withColumn(
-        "hour", F.date_format("ts", "HH")
-    )
-    bad = rows.where(F.col("reason").isNotNull()).select(*_quarantine_columns(F.lit(topic.name)))
-    return good, bad
-
-
-def split_batch(parsed: DataFrame) -> tuple[dict[str, DataFrame], DataFrame]:
-    """Per topic, the lake rows; and all quarantined rows of a ``parse_batch`` result."""
-    goods: dict[str, DataFrame] = {}
-    quarantine: DataFrame | None = None
-    for name, topic in TOPICS.items():
-        good, bad = split_topic(parsed, topic)
-        goods[name] = good
-        quarantine = bad if quarantine is None else quarantine.unionByName(bad)
-    # Records of topics we do not know cannot be parsed: quarantine them too.
-    stray = parsed.where(~F.col("topic").isin(list(TOPICS))).withColumn(
-        "reason", F.lit("unknown topic")
-    )
-    assert quarantine is not None
-    return goods, quarantine.unionByName(stray.select(*_quarantine_columns(F.col("topic"))))
+            column = pc.multiply(column, 1000).cast(UTC_MICROS)
+        arrays.append(column)
+    arrays += [
+        partition.cast(pa.int32()),
+        offset.cast(pa.int64()),
+        timestamp.cast(UTC_MICROS),
+        pa.array(np.full(parsed.num_rows, ingested_us, dtype=np.int64)).cast(UTC_MICROS),
+    ]
+    return pa.Table.from_arrays(arrays, schema=lake_schema(topic))

@@ -2,21 +2,31 @@
 
 The job appends each record to ``MUSIFY_HOME/logs/stream.jsonl``, prints it as one log
 line, and keeps the latest in ``MUSIFY_HOME/run/stream-status.json`` for ``musify
-status``. Only the standard library and orjson here: reading status needs no Spark.
+status``. Standard library only: reading the status (``stream_status``, ``watermark``)
+needs neither Spark nor any other package, so an orchestrator's own virtual
+environment can import this module.
+
+The ``watermark`` of a record (ISO-8601 UTC, or null) is a promise: every message the
+broker acknowledged before that instant is committed in the lake (as an event or in
+the quarantine). It is the time the source asked the broker where its partitions end
+while planning a batch that read up to exactly those ends; batches that stop short
+(``maxOffsetsPerTrigger``, a broker end the source could not confirm) keep the previous
+watermark, and a restarted job starts at null until its first caught-up batch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
-
-from musify.settings import Settings
+if TYPE_CHECKING:
+    from musify.settings import Settings
 
 
 @dataclass
@@ -31,6 +41,8 @@ class BatchReport:
     freshness_s: float | None = None  # now - newest event written so far
     at: str = ""
     replayed: bool = False  # the batch was already committed before (a restart)
+    #: Everything the broker acknowledged before this instant is in the lake (ISO UTC).
+    watermark: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,7 +62,7 @@ def log_path(settings: Settings) -> Path:
 
 def record(settings: Settings, report: BatchReport, extra: dict[str, Any]) -> bytes:
     """Append the report to the stream log and make it the latest status."""
-    body = orjson.dumps({**report.as_dict(), **extra})
+    body = json.dumps({**report.as_dict(), **extra}, separators=(",", ":")).encode()
     settings.ensure_dirs()
     with log_path(settings).open("ab") as f:
         f.write(body + b"\n")
@@ -70,6 +82,14 @@ def clear_pid(settings: Settings) -> None:
         pid_path(settings).unlink()
 
 
+def _last_batch(settings: Settings) -> dict[str, Any] | None:
+    try:
+        last = json.loads(status_path(settings).read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None
+    return last if isinstance(last, dict) else None
+
+
 def stream_status(settings: Settings) -> dict[str, Any]:
     """The latest batch report plus whether the job is running."""
     out: dict[str, Any] = {"running": False, "pid": None, "last_batch": None}
@@ -79,10 +99,24 @@ def stream_status(settings: Settings) -> dict[str, Any]:
         out.update(running=True, pid=pid)
     except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
         pass
-    try:
-        last = orjson.loads(status_path(settings).read_bytes())
+    last = _last_batch(settings)
+    if last is not None:
         out["last_batch"] = last
         out["age_s"] = round(time.time() - float(last.get("epoch", time.time())), 1)
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        pass
     return out
+
+
+def parse_watermark(text: str | None) -> datetime | None:
+    """A status record's ``watermark`` as an aware UTC datetime (None stays None)."""
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def watermark(settings: Settings) -> datetime | None:
+    """The stream's latest watermark: every message the broker acknowledged before it
+    is committed in the lake. None when there is no stream status yet or the job has
+    not completed a caught-up batch since it (re)started."""
+    last = _last_batch(settings)
+    return None if last is None else parse_watermark(last.get("watermark"))

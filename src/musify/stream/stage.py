@@ -1,0 +1,226 @@
+"""Writing one micro-batch into its private staging folder, in Spark's tasks.
+
+The batch's records (the native ``kafka`` format's columns) go through ``mapInArrow``:
+each Spark task parses its records (``parse.py``) and writes Parquet files with
+pyarrow, one per topic and event hour (quarantine: per topic and ingestion date), then
+returns one small row per file. Everything stays columnar from the source to the
+files: no JSON parsing in the JVM, no per-row conversions, one Spark job per batch.
+
+Only the files the successful tasks reported are handed to the commit: they are moved
+from the tasks' folder into the batch's commit folder first, so a failed or straggling
+task attempt can leave nothing the commit would pick up. The rows reported per file
+must add up to the rows the tasks read, or the batch fails (nothing is ever dropped).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from musify.events import TOPICS
+from musify.lake import QUARANTINE
+
+#: The input columns a task needs (the native kafka format's names).
+INPUT_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp")
+#: One row per staged file; the row with an empty ``path`` counts the task's input.
+RESULT_DDL = "target string, path string, rows long, newest_ms long"
+RESULT_SCHEMA = pa.schema(
+    [
+        pa.field("target", pa.string()),
+        pa.field("path", pa.string()),
+        pa.field("rows", pa.int64()),
+        pa.field("newest_ms", pa.int64()),
+    ]
+)
+#: A task writes what it holds once it holds this many rows (bounded memory).
+FLUSH_ROWS = 400_000
+
+
+class StagingError(RuntimeError):
+    """The tasks' files do not account for every record read."""
+
+
+# -- in a Spark task ----------------------------------------------------------------------
+
+
+@dataclass
+class _TaskWriter:
+    root: Path
+    ingested_us: int
+    prefix: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    groups: dict[tuple[str, str], list[pa.Table]] = field(default_factory=dict)
+    held: int = 0
+    files: int = 0
+    results: list[tuple[str, str, int, int | None]] = field(default_factory=list)
+
+    def add(self, target: str, folder: str, table: pa.Table) -> None:
+        if table.num_rows:
+            self.groups.setdefault((target, folder), []).append(table)
+            self.held += table.num_rows
+
+    def flush(self) -> None:
+        import pyarrow.parquet as pq
+
+        for (target, folder), pieces in self.groups.items():
+            table = pa.concat_tables(pieces)
+            rel = Path(target) / folder / f"part-{self.prefix}-{self.files:05d}.parquet"
+            self.files += 1
+            path = self.root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table, path, compression="snappy")
+            newest: int | None = None
+            if target != QUARANTINE:
+                newest = int(np.asarray(table.column("ts").cast(pa.int64())).max()) // 1000
+            self.results.append((target, str(rel), table.num_rows, newest))
+        self.groups.clear()
+        self.held = 0
+
+
+def _hour_folder(hour: int) -> str:
+    moment = datetime.fromtimestamp(hour * 3600, UTC)
+    return f"date={moment:%Y-%m-%d}/hour={moment:%H}"
+
+
+def _stage_topic(
+    writer: _TaskWriter, name: str, batch: pa.RecordBatch, quarantine_day: str
+) -> None:
+    from musify.stream.parse import QUARANTINE_SCHEMA, hour_keys, lake_rows, parse_values
+
+    topic = TOPICS.get(name)
+    n = batch.num_rows
+    if topic is None:  # records of topics we do not know cannot be parsed
+        good = np.zeros(n, dtype=bool)
+        reasons: dict[int, str] = dict.fromkeys(range(n), "unknown topic")
+        fields = None
+    else:
+        parsed = parse_values(topic, batch.column("value"))
+        good, reasons, fields = parsed.good_mask(), parsed.reasons, parsed.fields
+    if reasons:
+        bad = np.fromiter(sorted(reasons), dtype=np.int64, count=len(reasons))
+        rows = batch.take(pa.array(bad))
+        quarantine = pa.Table.from_arrays(
+            [
+                rows.column("partition").cast(pa.int32()),
+                rows.column("offset").cast(pa.int64()),
+                rows.column("timestamp").cast(QUARANTINE_SCHEMA.field("kafka_timestamp").type),
+                rows.column("key").cast(pa.binary()),
+                rows.column("value").cast(pa.binary()),
+                pa.array([reasons[i] for i in bad.tolist()], pa.string()),
+                pa.array(np.full(len(bad), writer.ingested_us, dtype=np.int64)).cast(
+                    QUARANTINE_SCHEMA.field("ingested_at").type
+                ),
+            ],
+            schema=QUARANTINE_SCHEMA,
+        )
+        writer.add(QUARANTINE, f"topic={name}/date={quarantine_day}", quarantine)
+    if topic is None or fields is None or not good.any():
+        return
+    keep = None if good.all() else pa.array(np.flatnonzero(good))
+    chosen = batch if keep is None else batch.take(keep)
+    table = lake_rows(
+        topic,
+        fields if keep is None else fields.take(keep),
+        chosen.column("partition"),
+        chosen.column("offset"),
+        chosen.column("timestamp"),
+        writer.ingested_us,
+    )
+    hours = hour_keys(fields.column("ts") if keep is None else fields.column("ts").take(keep))
+    if (hours == hours[0]).all():
+        writer.add(name, _hour_folder(int(hours[0])), table)
+        return
+    order = np.argsort(hours, kind="stable")  # keeps the offsets' order within an hour
+    sorted_hours = hours[order]
+    cuts = np.flatnonzero(np.diff(sorted_hours)) + 1
+    for run in np.split(np.arange(len(order)), cuts):
+        writer.add(name, _hour_folder(int(sorted_hours[run[0]])), table.take(order[run]))
+
+
+def stage_partition(
+    batches: Iterator[pa.RecordBatch], root: str, ingested_us: int
+) -> Iterator[pa.RecordBatch]:
+    """The ``mapInArrow`` function: parse and write one task's records."""
+    writer = _TaskWriter(Path(root), ingested_us)
+    day = datetime.fromtimestamp(ingested_us / 1e6, UTC).strftime("%Y-%m-%d")
+    read = 0
+    for batch in batches:
+        read += batch.num_rows
+        if not batch.num_rows:
+            continue
+        topics = batch.column("topic")
+        names = topics.unique()
+        if len(names) == 1 and names.null_count == 0:
+            _stage_topic(writer, str(names[0].as_py()), batch, day)
+        else:
+            for name in names.to_pylist():
+                mask = topics.is_null() if name is None else pc.equal(topics, name)
+                _stage_topic(writer, str(name), batch.filter(mask), day)
+        if writer.held >= FLUSH_ROWS:
+            writer.flush()
+    writer.flush()
+    rows = [*writer.results, ("", "", read, None)]
+    yield pa.RecordBatch.from_arrays(
+        [pa.array([r[i] for r in rows], RESULT_SCHEMA.field(i).type) for i in range(4)],
+        schema=RESULT_SCHEMA,
+    )
+
+
+# -- on the driver --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StagedBatch:
+    #: Per target (topic or ``_quarantine``) the folder to commit, Hive-style inside.
+    folders: dict[str, Path]
+    #: Rows per target.
+    rows: dict[str, int]
+    #: The newest event time written, if any.
+    newest: datetime | None
+    input_rows: int
+
+
+def stage_batch(df: Any, stage: Path, ingested_at: datetime) -> StagedBatch:
+    """Write a micro-batch's records (a DataFrame with the kafka format's columns)
+    into ``stage``: one Spark job, then the reported files into ``stage/commit``."""
+    tasks, commit = stage / "tasks", stage / "commit"
+    shutil.rmtree(stage, ignore_errors=True)
+    tasks.mkdir(parents=True)
+    ingested_us = int(ingested_at.timestamp() * 1_000_000)
+    fn = partial(stage_partition, root=str(tasks), ingested_us=ingested_us)
+    result = df.select(*INPUT_COLUMNS).mapInArrow(fn, RESULT_DDL).toArrow().to_pylist()
+    rows: dict[str, int] = {}
+    newest_ms: int | None = None
+    input_rows = written = 0
+    folders: dict[str, Path] = {}
+    for r in result:
+        if not r["path"]:
+            input_rows += r["rows"]
+            continue
+        target, rel = r["target"], Path(r["path"])
+        dest = commit / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tasks / rel, dest)
+        folders[target] = commit / target
+        rows[target] = rows.get(target, 0) + r["rows"]
+        written += r["rows"]
+        if r["newest_ms"] is not None:
+            newest_ms = r["newest_ms"] if newest_ms is None else max(newest_ms, r["newest_ms"])
+    shutil.rmtree(tasks, ignore_errors=True)  # whatever failed attempts left
+    if written != input_rows:
+        raise StagingError(
+            f"the batch's tasks read {input_rows} records but staged {written} rows; "
+            "nothing was committed"
+        )
+    newest = None if newest_ms is None else datetime.fromtimestamp(newest_ms / 1000, UTC)
+    return StagedBatch(folders, rows, newest, input_rows)

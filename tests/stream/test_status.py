@@ -1,0 +1,78 @@
+"""The stream's status records and its watermark, without Spark or a broker."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from musify.settings import Settings
+from musify.stream import status
+from musify.stream.job import _caught_up_at, _lag
+
+
+def progress(end: dict[str, Any], latest: dict[str, Any] | None, **kw: Any) -> dict[str, Any]:
+    source: dict[str, Any] = {"endOffset": json.dumps(end)}
+    if latest is not None:
+        source["latestOffset"] = json.dumps(latest)
+    return {"timestamp": "2024-03-18T10:00:00.000Z", "sources": [source], **kw}
+
+
+AT = "2024-03-18T10:00:01.250000+00:00"
+FETCHED = datetime(2024, 3, 18, 10, 0, 1, 250000, tzinfo=UTC)
+
+
+def test_caught_up_only_when_the_batch_read_up_to_every_end() -> None:
+    ends = {"a": {"0": 5, "1": 7}, "b": {"0": 0}}
+    assert _caught_up_at(progress(ends, {**ends, "$fetched_at": AT})) == FETCHED
+    short = {"a": {"0": 5, "1": 6}, "b": {"0": 0}}  # maxOffsetsPerTrigger, availableNow
+    assert _caught_up_at(progress(short, {**ends, "$fetched_at": AT})) is None
+    assert _caught_up_at(progress({"a": {"0": 5}}, {**ends, "$fetched_at": AT})) is None
+    # musify_kafka could not confirm an end: no time reported, no watermark
+    assert _caught_up_at(progress(ends, {**ends, "$topic_ids": {"a": "x"}})) is None
+    # a replayed batch has no latest offsets
+    assert _caught_up_at(progress(ends, None)) is None
+    # Spark's kafka source reports no fetch time: the trigger's start stands in
+    assert _caught_up_at(progress(ends, ends)) == datetime(2024, 3, 18, 10, tzinfo=UTC)
+    assert _caught_up_at({"sources": []}) is None
+    assert _lag(progress(short, {**ends, "$fetched_at": AT})) == 1
+
+
+def test_records_and_the_stdlib_watermark_reader(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    assert status.watermark(settings) is None  # no stream status at all
+    assert status.stream_status(settings)["last_batch"] is None
+    first = status.BatchReport(batch_id=0, rows={"listen_events": 3}, watermark=AT)
+    status.record(settings, first, {"epoch": 1.0})
+    assert status.watermark(settings) == FETCHED
+    status.record(settings, status.BatchReport(batch_id=1), {"epoch": 2.0})
+    assert status.watermark(settings) is None  # a restarted job, not caught up yet
+    last = status.stream_status(settings)["last_batch"]
+    assert last["batch_id"] == 1 and last["watermark"] is None
+    lines = status.log_path(settings).read_bytes().splitlines()
+    assert [json.loads(x)["watermark"] for x in lines] == [AT, None]
+    assert status.parse_watermark("2024-03-18T10:00:00") == datetime(2024, 3, 18, 10, tzinfo=UTC)
+
+
+def test_the_status_reader_needs_only_the_standard_library(tmp_path: Path) -> None:
+    """An orchestrator's own venv (no Spark, no orjson) can read the watermark."""
+    code = f"""
+import sys
+before = set(sys.modules)  # what the interpreter (and site's .pth files) loaded
+from pathlib import Path
+from musify.settings import Settings
+from musify.stream.status import watermark
+print(watermark(Settings(home=Path({str(tmp_path)!r}))))
+outside = sorted(
+    name for name in set(sys.modules) - before
+    if name.split(".")[0] not in sys.stdlib_module_names and name.split(".")[0] != "musify"
+)
+print(outside)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    assert out.splitlines() == ["None", "[]"]
