@@ -20,24 +20,18 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from musify.events import TOPICS
 from musify.lake.commit import BatchCommit, commit_batch
 from musify.lake.layout import Lake
-from musify.warehouse.raw import lake_columns
+from musify.stream.parse import lake_schema
 
-_ARROW: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "int": pa.int32(),
-    "long": pa.int64(),
-    "double": pa.float64(),
-    "boolean": pa.bool_(),
-    "timestamp": pa.timestamp("us", "UTC"),
-}
 _MS_TIMESTAMPS = ("ts", "registration")
 
 
 def arrow_schema(topic: str) -> pa.Schema:
-    """The Arrow schema of a topic's lake files, derived from the one event schema."""
-    return pa.schema([pa.field(c, _ARROW[t]) for c, t in lake_columns(topic)])
+    """The Arrow schema of a topic's lake files: the stream's, derived from the one
+    event schema, so files from either writer are interchangeable."""
+    return lake_schema(TOPICS[topic])
 
 
 def _hour_of(ts_ms: int) -> datetime:
