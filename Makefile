@@ -18,7 +18,7 @@ install: $(STAMP) $(TOOLS_STAMP) $(AIRFLOW_STAMP) $(BQEMU_STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[broker,stream,java,warehouse,dev,deploy,dashboard]'
+	$(BIN)/python -m pip install --quiet -e '.[broker,stream,java,warehouse,gcp,dev,deploy,dashboard]'
 	touch $(STAMP)
 
 # checkov for tests/deploy: its pinned dependencies clash with dbt-core's, so it gets a venv.

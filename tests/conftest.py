@@ -142,7 +142,73 @@ def _private_home(root: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def bq_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+def gcs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The GCS emulator's disk: bqemulator resolves gs:// load-job URIs under it."""
+    return tmp_path_factory.mktemp("gcs")
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{what} not ready in 90 s:\n{log.read_text()[-3000:]}"
+                ) from None
+            time.sleep(0.3)
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(gcs_root: Path) -> Iterator[str]:
+    """gcp-storage-emulator on a free 127.0.0.1 port, storing objects under ``gcs_root``
+    (``.cloudstorage/<bucket>/<object>``). Yields its URL for STORAGE_EMULATOR_HOST."""
+    exe = Path(sys.executable).parent / "gcp-storage-emulator"
+    if not exe.exists():
+        pytest.fail(f"{exe} is missing: the dev extra installs gcp-storage-emulator")
+    port = _free_port()
+    log = gcs_root / "emulator.log"
+    env = {**os.environ, "STORAGE_BASE": str(gcs_root)}
+    cmd = [str(exe), "start", "--host", "127.0.0.1", "--port", str(port), "--quiet"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=gcs_root)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(f"{url}/storage/v1/b?project={BQEMU_PROJECT}", proc, log, "gcp-storage-emulator")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def gcs_bucket(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the emulator, created with the official client; the test's
+    environment points Google's clients (and gcsfs) at the emulator."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    name = f"musify-{uuid.uuid4().hex[:10]}"
+    client = storage.Client(
+        project=BQEMU_PROJECT,
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+        client_options={"api_endpoint": gcs_emulator},
+    )
+    client.create_bucket(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def bq_emulator(tmp_path_factory: pytest.TempPathFactory, gcs_root: Path) -> Iterator[Emulator]:
     exe = BQEMU_VENV / "bin" / "bqemulator"
     if not exe.exists():
         message = f"{exe} is missing: run `make install` (it creates the emulator's venv)"
@@ -153,9 +219,10 @@ def bq_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     home = _private_home(tmp / "home")
     log = tmp / "bqemulator.log"
     rest, grpc = _free_port(), _free_port()
-    env = {**os.environ, "HOME": str(home)}
+    # gs:// URIs of load jobs are files under the GCS emulator's disk.
+    env = {**os.environ, "HOME": str(home), "BQEMU_GCS_LOCAL_ROOT": str(gcs_root / ".cloudstorage")}
     cmd = [
-        str(exe), "start",
+        str(BQEMU_VENV / "bin" / "python"), str(REPO / "tests" / "bqemulator_main.py"), "start",
         "--rest-host", "127.0.0.1", "--rest-port", str(rest),
         "--grpc-host", "127.0.0.1", "--grpc-port", str(grpc),
         "--project", BQEMU_PROJECT, "--log-level", "warning",
@@ -164,23 +231,9 @@ def bq_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp)
     endpoint = f"http://127.0.0.1:{rest}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"bqemulator exited ({proc.returncode}):\n{log.read_text()[-3000:]}"
-                )
-            try:
-                with urllib.request.urlopen(
-                    f"{endpoint}/bigquery/v2/projects/{BQEMU_PROJECT}/datasets", timeout=2
-                ):
-                    break
-            except (urllib.error.URLError, OSError):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"bqemulator not ready in 90 s:\n{log.read_text()[-3000:]}"
-                    ) from None
-                time.sleep(0.3)
+        _wait_http(
+            f"{endpoint}/bigquery/v2/projects/{BQEMU_PROJECT}/datasets", proc, log, "bqemulator"
+        )
         yield Emulator(endpoint, BQEMU_PROJECT, log)
     finally:
         proc.terminate()

@@ -44,6 +44,10 @@ class Settings:
     workers: int = 0
     #: The lake: a folder, or a gs:// URL; empty means MUSIFY_HOME/lake.
     lake: str = ""
+    #: The stream's Spark checkpoint; empty means MUSIFY_HOME/checkpoints/stream. On a
+    #: cluster, a location every Spark node and restart sees (gs:// with Spark's GCS
+    #: connector, or HDFS).
+    checkpoint: str = ""
     #: Spark master for the stream job: local[*] or a cluster URL.
     spark_master: str = "local[*]"
     #: Spark source of the stream: musify_kafka (Python, built in) or kafka (the native
@@ -108,6 +112,10 @@ class Settings:
     @property
     def checkpoints_dir(self) -> Path:
         return self.home / "checkpoints"
+
+    @property
+    def checkpoint_location(self) -> str:
+        return self.checkpoint or str(self.checkpoints_dir / "stream")
 
     def ensure_dirs(self) -> None:
         for d in (self.home, self.logs_dir, self.run_dir, self.cache_dir):

@@ -358,7 +358,7 @@ def test_images_run_as_a_non_root_user() -> None:
 
 def test_musify_image_has_the_extras_and_a_jre() -> None:
     lines = dockerfile_stages()["musify"]
-    assert "ARG MUSIFY_EXTRAS=broker,stream,warehouse,dashboard" in lines
+    assert "ARG MUSIFY_EXTRAS=broker,stream,warehouse,gcp,dashboard" in lines
     assert any("openjdk-17-jre-headless" in line for line in lines)
     assert any('pip install -e ".[${MUSIFY_EXTRAS}]"' in line for line in lines)
 

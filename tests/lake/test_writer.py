@@ -49,7 +49,7 @@ def test_writes_hour_partitions_and_commits_once(tmp_path: Path) -> None:
         f"select kafka_offset, ts from read_parquet('{lake.glob('listen_events')}') order by 1"
     ).fetchall()
     assert [r[0] for r in rows] == list(range(100, 105))
-    assert not list(lake.root.glob(".staging-*"))
+    assert lake.storage.list("_staging") == []
 
 
 def test_schema_follows_the_event_schema() -> None:

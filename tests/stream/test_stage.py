@@ -58,7 +58,7 @@ def test_a_task_stages_lake_and_quarantine_files(tmp_path: Path) -> None:
         ]
     )
     ingested = INGESTED
-    out = list(stage_partition(iter([batch]), str(tmp_path), int(ingested.timestamp() * 1e6)))
+    out = list(stage_partition(iter([batch]), str(tmp_path), "t", int(ingested.timestamp() * 1e6)))
     assert len(out) == 1 and out[0].schema.equals(RESULT_SCHEMA)
     files = {(r["target"], r["path"].rsplit("/", 1)[0]): r for r in out[0].to_pylist()}
     assert files[("", "")]["rows"] == 6  # what the task read
@@ -71,13 +71,13 @@ def test_a_task_stages_lake_and_quarantine_files(tmp_path: Path) -> None:
     assert files[("_quarantine", "_quarantine/topic=mystery/date=2024-03-19")]["rows"] == 1
     assert files[("auth_events", "auth_events/date=2024-03-18/hour=15")]["rows"] == 1
 
-    table = pq.read_table(tmp_path / listen_15["path"])
+    table = pq.read_table(tmp_path / "t" / listen_15["path"])
     assert table.schema.remove_metadata().equals(lake_schema(LISTEN))
     row = table.to_pylist()[0]
     assert row["ts"] == datetime(2024, 3, 18, 15, tzinfo=UTC)
     assert row["registration"] == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
     assert (row["kafka_offset"], row["ingested_at"]) == (0, ingested)
-    bad = pq.read_table(tmp_path / quarantined["path"])
+    bad = pq.read_table(tmp_path / "t" / quarantined["path"])
     assert bad.schema.remove_metadata().equals(parse.QUARANTINE_SCHEMA)
     rows = sorted(bad.to_pylist(), key=lambda r: r["kafka_offset"])
     assert [(r["kafka_offset"], r["reason"]) for r in rows] == [
@@ -86,7 +86,7 @@ def test_a_task_stages_lake_and_quarantine_files(tmp_path: Path) -> None:
     ]
     assert rows[1]["value"] == b'{"ts":\xff\xfe}', "raw bytes are kept"
     mystery = pq.read_table(
-        tmp_path / files[("_quarantine", "_quarantine/topic=mystery/date=2024-03-19")]["path"]
+        tmp_path / "t" / files[("_quarantine", "_quarantine/topic=mystery/date=2024-03-19")]["path"]
     )
     assert mystery.column("reason").to_pylist() == ["unknown topic"]
 
@@ -104,7 +104,7 @@ def test_a_task_holding_many_rows_writes_as_it_goes(
         )
         for b in range(5)
     ]
-    out = next(stage_partition(iter(batches), str(tmp_path), int(INGESTED.timestamp() * 1e6)))
+    out = next(stage_partition(iter(batches), str(tmp_path), "t", int(INGESTED.timestamp() * 1e6)))
     files = [r for r in out.to_pylist() if r["path"]]
     assert len(files) == 3  # 80, 80 and 40 rows: memory stays bounded
     assert (
@@ -115,6 +115,6 @@ def test_a_task_holding_many_rows_writes_as_it_goes(
     offsets = [
         o
         for r in files
-        for o in pq.read_table(tmp_path / r["path"]).column("kafka_offset").to_pylist()
+        for o in pq.read_table(tmp_path / "t" / r["path"]).column("kafka_offset").to_pylist()
     ]
     assert sorted(offsets) == list(range(200))

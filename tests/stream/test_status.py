@@ -76,3 +76,19 @@ print(outside)
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout
     assert out.splitlines() == ["None", "[]"]
+
+
+def test_a_remote_lakes_status_copy_is_what_other_machines_read(tmp_path: Path) -> None:
+    """With a gs:// lake the job runs elsewhere (a cluster): readers on this machine
+    (the DAG's wait, `musify status`) read the copy the job keeps in the lake."""
+    import uuid
+
+    from musify.lake.storage import open_storage
+
+    lake = f"memory://musify-status-{uuid.uuid4().hex[:8]}/lake"
+    here = Settings(home=tmp_path / "airflow-vm", lake=lake)
+    assert status.watermark(here) is None
+    record = {"batch_id": 4, "watermark": AT, "epoch": 1.0}
+    open_storage(lake).write_atomic(status.LAKE_STATUS_KEY, json.dumps(record).encode())
+    assert status.watermark(here) == FETCHED
+    assert status.stream_status(here)["last_batch"]["batch_id"] == 4

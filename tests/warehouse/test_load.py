@@ -114,3 +114,27 @@ def test_corrupt_file_fails_by_name_and_changes_nothing(
     bad.unlink()  # the fix: a re-run succeeds
     wh.load_hours(lake, hours)
     assert snapshot(wh) == before
+
+
+def test_a_writer_waits_for_the_file_lock_then_fails_clearly(tmp_path: Path) -> None:
+    """Another process holding the DuckDB file (a dashboard read, a second batch): the
+    batch's writer waits for it, and names the file when it waited too long."""
+    import subprocess
+    import sys
+
+    from musify.warehouse.duckdb_engine import DuckDBWarehouse, WarehouseLocked
+
+    path = tmp_path / "warehouse.duckdb"
+    DuckDBWarehouse(path).close()
+    holder = (
+        "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
+        "print('held', flush=True); time.sleep(float(sys.argv[2]))"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", holder, str(path), "1.5"], stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        with pytest.raises(WarehouseLocked, match=str(path)):
+            DuckDBWarehouse(path, lock_wait_s=0.2)
+        DuckDBWarehouse(path, lock_wait_s=60).close()  # opens once the holder exits
+        assert proc.wait() == 0

@@ -9,6 +9,7 @@ locals {
       # The stream's settings, as MUSIFY_* variables of every Spark driver.
       "spark-env:MUSIFY_HOME"              = "/var/lib/musify"
       "spark-env:MUSIFY_LAKE"              = local.lake_path
+      "spark-env:MUSIFY_CHECKPOINT"        = "${local.checkpoints_path}/stream"
       "spark-env:MUSIFY_BOOTSTRAP_SERVERS" = local.kafka_bootstrap
       "spark-env:MUSIFY_KAFKA_SOURCE"      = "kafka"
       "spark-env:MUSIFY_SPARK_MASTER"      = "yarn"

@@ -31,6 +31,7 @@ import pandas as pd
 
 from musify.errors import MusifyError, UsageError
 from musify.settings import Settings
+from musify.warehouse.duckdb_engine import is_lock_conflict
 
 #: The dbt project's schemas: models (staging, dims, facts, marts) and loaded raw tables.
 MODELS_SCHEMA = "analytics"
@@ -105,11 +106,6 @@ class DuckDBSession(Session):
         return f'"{schema}"."{table}"'
 
 
-def _is_lock_conflict(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "lock" in text and ("conflicting" in text or "could not set" in text)
-
-
 class DuckDBBackend(Backend):
     """The local warehouse file, read through short-lived read-only connections."""
 
@@ -141,7 +137,7 @@ class DuckDBBackend(Backend):
             try:
                 return duckdb.connect(str(self.path), read_only=True)
             except duckdb.IOException as exc:
-                if not _is_lock_conflict(exc):
+                if not is_lock_conflict(exc):
                     if not self.path.exists():
                         raise WarehouseMissing(f"no warehouse at {self.path}") from None
                     raise WarehouseUnavailable(f"cannot open {self.path}: {exc}") from None

@@ -3,36 +3,42 @@
 Spark's streaming engine re-runs a micro-batch with the same id and the same offsets
 after a crash (its offset log is written before the batch runs), but its file sink
 only protects Spark readers: a crash leaves partial or uncommitted files that plain
-globbing readers would read (platform notes). So the stream writes each batch to a
-private staging folder and commits it here:
+globbing readers would read (platform notes). So writers stage each batch's files
+under ``_staging/`` and commit them here:
 
-1. If ``_commits/<batch>.json`` exists, the batch is already in the lake: drop the
-   staging folder and return (a replay after a crash between our commit and Spark's).
-2. Remove any final file of this batch: leftovers of an attempt that crashed while
-   moving files.
-3. Move each staged Parquet file to its final partition folder under a name derived
-   from the batch (``part-b<batch>-<n>.parquet``). A rename within one filesystem is
-   atomic, so readers see whole files or nothing.
-4. Write the commit record (atomically: a temporary file, fsync, rename), then drop
-   the staging folder.
+1. If ``_commits/<batch>.json`` exists, the batch is already in the lake: return (a
+   replay after a crash between our commit and Spark's). The caller drops its staging.
+2. If ``_commits/<batch>.pending.json`` exists, an earlier attempt crashed while moving
+   files: remove the final files it lists.
+3. Write the pending record naming every final file of this attempt, then move each
+   staged file to its partition folder under a name derived from the batch
+   (``part-b<batch>-<n>.parquet``). Locally a rename is atomic; on an object store the
+   copy appears whole. Either way a reader never sees a partial file.
+4. Write the commit record (atomically), then drop the pending record.
 
 A reader can see a batch half-moved for a moment (some partitions before others), but
 never a partial file and never a row twice; after a crash, the replay completes the
-batch.
+batch. The pending record keeps the clean-up proportional to the batch, not to the
+lake's history (no listing of the lake per batch).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from musify.lake.layout import Lake, batch_of, part_name
+from musify.lake.layout import COMMITS, QUARANTINE, Lake, part_name
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    """One file a writer staged: where it is, and where it belongs."""
+
+    target: str  # a topic name or ``_quarantine``
+    folder: str  # the Hive-style partition folder inside the target, e.g. date=…/hour=…
+    key: str  # the staged file's key in the lake's storage
 
 
 @dataclass(frozen=True)
@@ -43,92 +49,60 @@ class BatchCommit:
     already_committed: bool = False
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _commit_key(batch_id: int) -> str:
+    return f"{COMMITS}/{batch_id:012d}.json"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    _fsync_dir(path.parent)
+def _pending_key(batch_id: int) -> str:
+    return f"{COMMITS}/{batch_id:012d}.pending.json"
 
 
 def committed_batches(lake: Lake) -> set[int]:
-    if not lake.commits_dir.is_dir():
-        return set()
-    return {int(p.stem) for p in lake.commits_dir.glob("*.json") if p.stem.isdigit()}
+    """Every committed batch id (lists the commit records: for tools, not per batch)."""
+    out = set()
+    for key in lake.storage.list(COMMITS, ".json"):
+        stem = key.rsplit("/", 1)[-1].removesuffix(".json")
+        if stem.isdigit():
+            out.add(int(stem))
+    return out
 
 
 def read_commit(lake: Lake, batch_id: int) -> dict[str, Any] | None:
-    path = lake.commits_dir / f"{batch_id:012d}.json"
-    try:
-        data: dict[str, Any] = orjson.loads(path.read_bytes())
-    except FileNotFoundError:
+    data = lake.storage.read(_commit_key(batch_id))
+    if data is None:
         return None
-    return data
-
-
-def _remove_batch_files(lake: Lake, batch_id: int) -> int:
-    removed = 0
-    for d in lake.data_dirs():
-        if not d.is_dir():
-            continue
-        for p in d.rglob("part-b*.parquet"):
-            if batch_of(p.name) == batch_id:
-                p.unlink()
-                removed += 1
-    return removed
+    record: dict[str, Any] = orjson.loads(data)
+    return record
 
 
 def commit_batch(
     lake: Lake,
     batch_id: int,
-    staged: dict[str, Path],
+    staged: list[StagedFile],
     rows: dict[str, int] | None = None,
     meta: dict[str, Any] | None = None,
 ) -> BatchCommit:
-    """Move the staged Parquet files of one batch into the lake.
-
-    ``staged`` maps each target (a topic name or ``_quarantine``) to the folder Spark
-    wrote it to, with Hive-style partition subfolders (``date=…/hour=…``).
-    """
+    """Move one batch's staged files into the lake (see the module docstring)."""
+    storage = lake.storage
     record = read_commit(lake, batch_id)
     if record is not None:
-        for d in staged.values():
-            shutil.rmtree(d, ignore_errors=True)
         return BatchCommit(
             batch_id, tuple(record.get("files", ())), record.get("rows", {}), already_committed=True
         )
-    _remove_batch_files(lake, batch_id)
-    moved: list[str] = []
-    n = 0
-    for target in sorted(staged):
-        src_root = staged[target]
-        dest_root = lake.quarantine_dir if target == "_quarantine" else lake.topic_dir(target)
-        if not src_root.is_dir():
-            continue
-        for src in sorted(src_root.rglob("*.parquet")):
-            rel = src.parent.relative_to(src_root)
-            dest_dir = dest_root / rel
-            dest_dir.mkdir(parents=True, exist_ok=True)
-            dest = dest_dir / part_name(batch_id, n)
-            n += 1
-            os.replace(src, dest)
-            moved.append(str(dest.relative_to(lake.root)))
-    for d in {Path(lake.root / f).parent for f in moved}:
-        _fsync_dir(d)
-    body = {"batch_id": batch_id, "files": moved, "rows": rows or {}, **(meta or {})}
-    _atomic_write(lake.commits_dir / f"{batch_id:012d}.json", orjson.dumps(body))
-    for d in staged.values():
-        shutil.rmtree(d, ignore_errors=True)
-    return BatchCommit(batch_id, tuple(moved), rows or {})
+    pending = storage.read(_pending_key(batch_id))
+    if pending is not None:
+        storage.remove(orjson.loads(pending).get("files", ()))
+    moves: list[tuple[str, str]] = []
+    for n, f in enumerate(sorted(staged, key=lambda s: (s.target, s.folder, s.key))):
+        root = QUARANTINE if f.target == QUARANTINE else lake.topic_key(f.target)
+        moves.append((f.key, f"{root}/{f.folder}/{part_name(batch_id, n)}"))
+    finals = [dst for _, dst in moves]
+    storage.write_atomic(
+        _pending_key(batch_id), orjson.dumps({"batch_id": batch_id, "files": finals})
+    )
+    storage.move(moves)
+    storage.sync(finals)
+    body = {"batch_id": batch_id, "files": finals, "rows": rows or {}, **(meta or {})}
+    storage.write_atomic(_commit_key(batch_id), orjson.dumps(body))
+    storage.remove([_pending_key(batch_id)])
+    return BatchCommit(batch_id, tuple(finals), rows or {})

@@ -9,20 +9,18 @@ downstream of the lake treats them alike.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from musify.events import TOPICS
-from musify.lake.commit import BatchCommit, commit_batch
-from musify.lake.layout import Lake
+from musify.lake.commit import BatchCommit, StagedFile, commit_batch
+from musify.lake.layout import STAGING, Lake, hour_folder
 from musify.stream.parse import lake_schema
 
 _MS_TIMESTAMPS = ("ts", "registration")
@@ -53,10 +51,10 @@ def write_events(
     ``partition``, as if one producer had sent them; ``kafka_timestamp`` is the event time.
     Re-committing a committed batch id is a no-op, like a stream replay.
     """
-    lake.root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".staging-w{batch_id}-", dir=lake.root))
+    storage = lake.storage
+    staging = f"{STAGING}/writer-{batch_id}-{uuid.uuid4().hex[:8]}"
     try:
-        staged: dict[str, Path] = {}
+        staged: list[StagedFile] = []
         rows: dict[str, int] = {}
         now = ingested_at or datetime.now(UTC)
         for topic, evs in events.items():
@@ -78,13 +76,13 @@ def write_events(
                 cols["kafka_timestamp"][-1] = cols["ts"][-1]
                 cols["ingested_at"][-1] = now
                 offset += 1
-            root = staging / topic
             for hour, cols in sorted(by_hour.items()):
-                d = root / f"date={hour:%Y-%m-%d}" / f"hour={hour.hour:02d}"
-                d.mkdir(parents=True, exist_ok=True)
-                pq.write_table(pa.table(cols, schema=schema), d / "part.parquet")
-            staged[topic] = root
+                folder = hour_folder(f"{hour:%Y-%m-%d}", hour.hour)
+                key = f"{staging}/{topic}/{folder}/part.parquet"
+                with storage.open_write(key) as f:
+                    pq.write_table(pa.table(cols, schema=schema), f)
+                staged.append(StagedFile(topic, folder, key))
             rows[topic] = offset - (first_offset or {}).get(topic, 0)
         return commit_batch(lake, batch_id, staged, rows, {"writer": "musify.lake.writer"})
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        storage.remove_prefix(staging)

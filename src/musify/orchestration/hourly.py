@@ -8,18 +8,18 @@ tasks of ``musify_hourly``; ``musify batch --steps`` runs any of them by hand.
 
 from __future__ import annotations
 
-import glob
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import orjson
 
 from musify.errors import MusifyError
 from musify.events import TOPIC_NAMES
 from musify.lake import Lake
 from musify.settings import Settings
+from musify.warehouse import open_warehouse
+from musify.warehouse.base import PUBLISHED_HOURS, hours_between
 
 #: Each topic's fact table: one row per distinct event (sessionId, itemInSession).
 FACTS = {
@@ -29,7 +29,7 @@ FACTS = {
     "status_change_events": "fact_status_changes",
 }
 assert set(FACTS) == set(TOPIC_NAMES)
-PUBLISHED_TABLE = "raw.published_hours"
+PUBLISHED_TABLE = f"raw.{PUBLISHED_HOURS}"
 #: The steps of an hourly run, in order.
 STEPS = ("wait", "load", "transform", "reconcile", "publish")
 
@@ -105,68 +105,45 @@ def wait_for_stream(
         time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
 
 
-def _naive(dt: datetime) -> datetime:
-    return dt.astimezone(UTC).replace(tzinfo=None)
-
-
 def lake_counts(lake: Lake, start: datetime, end: datetime) -> dict[str, int]:
     """Distinct events per topic in the lake's committed files for hours in [start, end)."""
+    import pyarrow.dataset as ds
+
+    fs = lake.storage.filesystem()
+    hours = hours_between(start, end)
     counts: dict[str, int] = {}
-    con = duckdb.connect()
-    try:
-        for topic in TOPIC_NAMES:
-            files: list[str] = []
-            h = start
-            while h < end:
-                d = lake.hour_dir(topic, f"{h:%Y-%m-%d}", h.hour)
-                files += sorted(glob.glob(str(d / "*.parquet")))
-                h += timedelta(hours=1)
-            if not files:
-                counts[topic] = 0
-                continue
-            row = con.execute(
-                'SELECT count(*) FROM (SELECT DISTINCT "sessionId", "itemInSession" '
-                "FROM read_parquet(?))",
-                [files],
-            ).fetchone()
-            counts[topic] = int(row[0]) if row else 0
-    finally:
-        con.close()
+    for topic in TOPIC_NAMES:
+        files = [f for h in hours for f in lake.hour_files(topic, h)]
+        if not files:
+            counts[topic] = 0
+            continue
+        if fs is not None:  # pyarrow wants the filesystem's own paths, without scheme
+            files = [f.split("://", 1)[1] for f in files]
+        keys = ds.dataset(files, format="parquet", filesystem=fs).to_table(
+            columns=["sessionId", "itemInSession"]
+        )
+        counts[topic] = keys.group_by(["sessionId", "itemInSession"]).aggregate([]).num_rows
     return counts
-
-
-def fact_counts(settings: Settings, start: datetime, end: datetime) -> dict[str, int]:
-    """Rows per topic's fact table for events in [start, end)."""
-    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
-    try:
-        out = {}
-        for topic, fact in FACTS.items():
-            row = con.execute(
-                f"SELECT count(*) FROM analytics.{fact} WHERE event_hour >= ? AND event_hour < ?",
-                [_naive(start), _naive(end)],
-            ).fetchone()
-            out[topic] = int(row[0]) if row else 0
-        return out
-    finally:
-        con.close()
 
 
 def reconcile(settings: Settings, start: datetime, end: datetime) -> dict[datetime, dict[str, int]]:
     """Check facts == distinct lake events per topic, hour by hour; returns the counts."""
-    lake = Lake(Path(settings.lake_root))
+    lake = Lake(settings.lake_root)
     counts: dict[datetime, dict[str, int]] = {}
     wrong: list[str] = []
-    h = start
-    while h < end:
-        in_lake = lake_counts(lake, h, h + timedelta(hours=1))
-        facts = fact_counts(settings, h, h + timedelta(hours=1))
-        wrong += [
-            f"{h:%Y-%m-%dT%H} {t}: lake {in_lake[t]:,} vs {FACTS[t]} {facts[t]:,}"
-            for t in in_lake
-            if in_lake[t] != facts[t]
-        ]
-        counts[h] = in_lake
-        h += timedelta(hours=1)
+    wh = open_warehouse(settings)
+    try:
+        for h in hours_between(start, end):
+            in_lake = lake_counts(lake, h, h + timedelta(hours=1))
+            facts = wh.fact_counts(FACTS, h, h + timedelta(hours=1))
+            wrong += [
+                f"{h:%Y-%m-%dT%H} {t}: lake {in_lake[t]:,} vs {FACTS[t]} {facts[t]:,}"
+                for t in in_lake
+                if in_lake[t] != facts[t]
+            ]
+            counts[h] = in_lake
+    finally:
+        wh.close()
     if wrong:
         raise ReconcileError("the warehouse does not reconcile with the lake: " + "; ".join(wrong))
     return counts
@@ -180,29 +157,17 @@ def publish(settings: Settings, counts: dict[datetime, dict[str, int]]) -> None:
     """Record each reconciled hour as published, with its event counts (idempotent)."""
     if not counts:
         return
-    now = _naive(datetime.now(UTC))
-    con = duckdb.connect(str(settings.warehouse_path))
+    wh = open_warehouse(settings)
     try:
-        con.execute("CREATE SCHEMA IF NOT EXISTS raw")
-        con.execute(
-            f"CREATE TABLE IF NOT EXISTS {PUBLISHED_TABLE} "
-            "(hour TIMESTAMP PRIMARY KEY, published_at TIMESTAMP, events JSON)"
-        )
-        con.execute("BEGIN")
-        for h, per_topic in sorted(counts.items()):
-            con.execute(f"DELETE FROM {PUBLISHED_TABLE} WHERE hour = ?", [_naive(h)])
-            con.execute(
-                f"INSERT INTO {PUBLISHED_TABLE} VALUES (?, ?, ?)",
-                [_naive(h), now, orjson.dumps(per_topic).decode()],
-            )
-        con.execute("COMMIT")
+        wh.record_published(counts)
     finally:
-        con.close()
+        wh.close()
     # A copy outside the warehouse, so `musify status` never waits on its lock.
     newest = max(counts)
     last = last_published(settings)
     if last is None or newest > last:
         settings.ensure_dirs()
+        now = datetime.now(UTC).replace(tzinfo=None)
         doc = {"hour": newest.isoformat(), "published_at": f"{now.isoformat()}Z"}
         tmp = _published_file(settings).with_suffix(".tmp")
         tmp.write_bytes(orjson.dumps({**doc, "events": counts[newest]}))

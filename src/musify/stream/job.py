@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
 import sys
 import threading
@@ -26,14 +25,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from musify.errors import MusifyError, UsageError
 from musify.events import TOPIC_NAMES
-from musify.lake import Lake, commit_batch, committed_batches
+from musify.lake import Lake, commit_batch
+from musify.lake.commit import read_commit
+from musify.lake.layout import STAGING
 from musify.settings import Settings
 from musify.stream import status
 
@@ -138,24 +138,23 @@ def _read_stream(spark: Any, opts: StreamOptions) -> Any:
 class _BatchWriter:
     """The foreachBatch function: stage with Spark, commit into the lake."""
 
-    def __init__(self, lake: Lake, staging: Path) -> None:
+    def __init__(self, lake: Lake, settings: Settings) -> None:
         self.lake = lake
-        self.staging = staging
+        self.settings = settings
         self.reports: dict[int, status.BatchReport] = {}
         self.newest: datetime | None = None
-        self._committed = committed_batches(lake)
 
     def __call__(self, df: Any, batch_id: int) -> None:
         t0 = time.monotonic()
-        if batch_id in self._committed:
+        if read_commit(self.lake, batch_id) is not None:
             # Already in the lake (the job died between our commit and Spark's): the
             # replayed batch has the same offsets, so there is nothing to do.
             self.reports[batch_id] = status.BatchReport(batch_id=batch_id, replayed=True)
             return
         from musify.stream.stage import stage_batch
 
-        stage = self.staging / f"{batch_id:012d}"
-        staged = stage_batch(df, stage, datetime.now(UTC))
+        stage = f"{STAGING}/stream/{batch_id:012d}"
+        staged = stage_batch(df, self.lake, stage, datetime.now(UTC))
         rows, newest = staged.rows, staged.newest
         if newest is not None and (self.newest is None or newest > self.newest):
             self.newest = newest
@@ -163,15 +162,14 @@ class _BatchWriter:
         commit_batch(
             self.lake,
             batch_id,
-            staged.folders,
+            staged.files,
             rows,
             meta={
                 "committed_at": now.isoformat(),
                 "newest_event": newest.isoformat() if newest else None,
             },
         )
-        shutil.rmtree(stage, ignore_errors=True)
-        self._committed.add(batch_id)
+        self.lake.storage.remove_prefix(stage)
         self.reports[batch_id] = status.BatchReport(
             batch_id=batch_id,
             rows={t: rows.get(t, 0) for t in TOPIC_NAMES},
@@ -304,14 +302,9 @@ def run_stream(
     SIGTERM does.
     """
     settings.ensure_dirs()
-    lake_root = settings.lake_root
-    if "://" in lake_root:
-        raise UsageError(f"lake {lake_root}: only local lakes are supported by this version")
-    lake = Lake(Path(lake_root))
-    lake.root.mkdir(parents=True, exist_ok=True)
-    checkpoint = settings.checkpoints_dir / "stream"
-    staging = settings.home / "staging" / "stream"
-    staging.mkdir(parents=True, exist_ok=True)
+    lake = Lake(settings.lake_root)
+    lake.storage.check_writable()
+    checkpoint = settings.checkpoint_location
 
     from pyspark.errors import StreamingQueryException
     from pyspark.sql import SparkSession
@@ -332,7 +325,7 @@ def run_stream(
         file=sys.stderr,
         flush=True,
     )
-    writer = _BatchWriter(lake, staging)
+    writer = _BatchWriter(lake, settings)
     stop = [False]
     # Restarts begin without a watermark: only a caught-up batch of this run sets it.
     watermark: datetime | None = None
@@ -342,7 +335,7 @@ def run_stream(
     status.write_pid(settings)
     try:
         source = _read_stream(spark, opts)
-        w = source.writeStream.foreachBatch(writer).option("checkpointLocation", str(checkpoint))
+        w = source.writeStream.foreachBatch(writer).option("checkpointLocation", checkpoint)
         if opts.until_caught_up:
             w = w.trigger(availableNow=True)
         else:
@@ -372,6 +365,8 @@ def run_stream(
                         if writer.newest is not None:
                             rep.freshness_s = round((now - writer.newest).total_seconds(), 1)
                         line = status.record(settings, rep, {"epoch": time.time()})
+                        if lake.remote:  # for orchestrators on other machines
+                            lake.storage.write_atomic(status.LAKE_STATUS_KEY, line)
                         print(line.decode(), file=sys.stderr, flush=True)
                         for k, v in rep.rows.items():
                             totals[k] += v
@@ -414,5 +409,5 @@ def run_stream(
         "quarantined": totals["_quarantine"],
         "seconds": round(time.monotonic() - started, 2),
         "spark_startup_seconds": spark_startup,
-        "lake": str(lake.root),
+        "lake": lake.url,
     }

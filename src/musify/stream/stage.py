@@ -6,22 +6,20 @@ pyarrow, one per topic and event hour (quarantine: per topic and ingestion date)
 returns one small row per file. Everything stays columnar from the source to the
 files: no JSON parsing in the JVM, no per-row conversions, one Spark job per batch.
 
-Only the files the successful tasks reported are handed to the commit: they are moved
-from the tasks' folder into the batch's commit folder first, so a failed or straggling
-task attempt can leave nothing the commit would pick up. The rows reported per file
-must add up to the rows the tasks read, or the batch fails (nothing is ever dropped).
+Files go to the batch's staging prefix in the lake's own storage (a folder, or the
+bucket: on a cluster, every executor writes there directly). Only the files the
+successful tasks reported are handed to the commit, so a failed or straggling task
+attempt can add nothing to the lake. The rows reported per file must add up to the
+rows the tasks read, or the batch fails (nothing is ever dropped).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from musify.events import TOPICS
-from musify.lake import QUARANTINE
+from musify.lake import QUARANTINE, Lake
+from musify.lake.commit import StagedFile
+from musify.lake.storage import open_storage
 
 #: The input columns a task needs (the native kafka format's names).
 INPUT_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp")
@@ -56,7 +56,8 @@ class StagingError(RuntimeError):
 
 @dataclass
 class _TaskWriter:
-    root: Path
+    lake_url: str
+    prefix_key: str  # the batch's task folder in the lake's storage
     ingested_us: int
     prefix: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     groups: dict[tuple[str, str], list[pa.Table]] = field(default_factory=dict)
@@ -72,17 +73,17 @@ class _TaskWriter:
     def flush(self) -> None:
         import pyarrow.parquet as pq
 
+        storage = open_storage(self.lake_url)
         for (target, folder), pieces in self.groups.items():
             table = pa.concat_tables(pieces)
-            rel = Path(target) / folder / f"part-{self.prefix}-{self.files:05d}.parquet"
+            rel = f"{target}/{folder}/part-{self.prefix}-{self.files:05d}.parquet"
             self.files += 1
-            path = self.root / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, path, compression="snappy")
+            with storage.open_write(f"{self.prefix_key}/{rel}") as f:
+                pq.write_table(table, f, compression="snappy")
             newest: int | None = None
             if target != QUARANTINE:
                 newest = int(np.asarray(table.column("ts").cast(pa.int64())).max()) // 1000
-            self.results.append((target, str(rel), table.num_rows, newest))
+            self.results.append((target, rel, table.num_rows, newest))
         self.groups.clear()
         self.held = 0
 
@@ -148,10 +149,10 @@ def _stage_topic(
 
 
 def stage_partition(
-    batches: Iterator[pa.RecordBatch], root: str, ingested_us: int
+    batches: Iterator[pa.RecordBatch], lake_url: str, prefix_key: str, ingested_us: int
 ) -> Iterator[pa.RecordBatch]:
     """The ``mapInArrow`` function: parse and write one task's records."""
-    writer = _TaskWriter(Path(root), ingested_us)
+    writer = _TaskWriter(lake_url, prefix_key, ingested_us)
     day = datetime.fromtimestamp(ingested_us / 1e6, UTC).strftime("%Y-%m-%d")
     read = 0
     for batch in batches:
@@ -181,8 +182,8 @@ def stage_partition(
 
 @dataclass(frozen=True)
 class StagedBatch:
-    #: Per target (topic or ``_quarantine``) the folder to commit, Hive-style inside.
-    folders: dict[str, Path]
+    #: The files to commit (what the successful tasks reported).
+    files: list[StagedFile]
     #: Rows per target.
     rows: dict[str, int]
     #: The newest event time written, if any.
@@ -190,37 +191,33 @@ class StagedBatch:
     input_rows: int
 
 
-def stage_batch(df: Any, stage: Path, ingested_at: datetime) -> StagedBatch:
+def stage_batch(df: Any, lake: Lake, stage_key: str, ingested_at: datetime) -> StagedBatch:
     """Write a micro-batch's records (a DataFrame with the kafka format's columns)
-    into ``stage``: one Spark job, then the reported files into ``stage/commit``."""
-    tasks, commit = stage / "tasks", stage / "commit"
-    shutil.rmtree(stage, ignore_errors=True)
-    tasks.mkdir(parents=True)
+    under ``stage_key`` in the lake's storage: one Spark job; returns the files the
+    tasks reported. The caller removes ``stage_key`` after the commit."""
+    lake.storage.remove_prefix(stage_key)  # what an earlier attempt of this batch left
     ingested_us = int(ingested_at.timestamp() * 1_000_000)
-    fn = partial(stage_partition, root=str(tasks), ingested_us=ingested_us)
+    fn = partial(stage_partition, lake_url=lake.url, prefix_key=stage_key, ingested_us=ingested_us)
     result = df.select(*INPUT_COLUMNS).mapInArrow(fn, RESULT_DDL).toArrow().to_pylist()
     rows: dict[str, int] = {}
     newest_ms: int | None = None
     input_rows = written = 0
-    folders: dict[str, Path] = {}
+    files: list[StagedFile] = []
     for r in result:
         if not r["path"]:
             input_rows += r["rows"]
             continue
-        target, rel = r["target"], Path(r["path"])
-        dest = commit / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tasks / rel, dest)
-        folders[target] = commit / target
+        target, rel = r["target"], r["path"]
+        folder = rel.split("/", 1)[1].rsplit("/", 1)[0]
+        files.append(StagedFile(target, folder, f"{stage_key}/{rel}"))
         rows[target] = rows.get(target, 0) + r["rows"]
         written += r["rows"]
         if r["newest_ms"] is not None:
             newest_ms = r["newest_ms"] if newest_ms is None else max(newest_ms, r["newest_ms"])
-    shutil.rmtree(tasks, ignore_errors=True)  # whatever failed attempts left
     if written != input_rows:
         raise StagingError(
             f"the batch's tasks read {input_rows} records but staged {written} rows; "
             "nothing was committed"
         )
     newest = None if newest_ms is None else datetime.fromtimestamp(newest_ms / 1000, UTC)
-    return StagedBatch(folders, rows, newest, input_rows)
+    return StagedBatch(files, rows, newest, input_rows)

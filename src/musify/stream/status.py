@@ -82,10 +82,26 @@ def clear_pid(settings: Settings) -> None:
         pid_path(settings).unlink()
 
 
+#: The copy of the latest status record a job with a ``gs://`` lake keeps in the lake,
+#: for orchestrators and dashboards on other machines than the job's.
+LAKE_STATUS_KEY = "_status/stream.json"
+
+
 def _last_batch(settings: Settings) -> dict[str, Any] | None:
+    data: bytes | None = None
+    if "://" in settings.lake_root:
+        # The job may run on a cluster: the lake's copy is the one every machine sees.
+        from musify.lake.storage import open_storage
+
+        data = open_storage(settings.lake_root).read(LAKE_STATUS_KEY)
+    if data is None:
+        try:
+            data = status_path(settings).read_bytes()
+        except FileNotFoundError:
+            return None
     try:
-        last = json.loads(status_path(settings).read_bytes())
-    except (FileNotFoundError, ValueError):
+        last = json.loads(data)
+    except ValueError:
         return None
     return last if isinstance(last, dict) else None
 

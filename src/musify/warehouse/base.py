@@ -8,6 +8,7 @@ checking them before anything changes.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,9 @@ from typing import ClassVar
 from musify.errors import MusifyError
 from musify.events import TOPIC_NAMES
 from musify.lake import Lake
+
+#: The publish records: one row per reconciled hour (the dashboard reads it too).
+PUBLISHED_HOURS = "published_hours"
 
 
 class CorruptLakeFile(MusifyError):
@@ -95,8 +99,7 @@ def plan_load(lake: Lake, hours: list[datetime]) -> LoadPlan:
     for topic in TOPIC_NAMES:
         files[topic] = {}
         for h in hours:
-            d: Path = lake.hour_dir(topic, f"{h:%Y-%m-%d}", h.hour)
-            found = [str(p) for p in sorted(d.glob("*.parquet"))] if d.is_dir() else []
+            found = lake.hour_files(topic, h)
             check_files(found)
             files[topic][h] = found
     return LoadPlan(tuple(hours), files)
@@ -135,6 +138,18 @@ class Warehouse(ABC):
     @abstractmethod
     def raw_count(self, topic: str, start: datetime, end: datetime) -> int:
         """Raw rows of a topic with event time in [start, end)."""
+
+    @abstractmethod
+    def fact_counts(
+        self, facts: Mapping[str, str], start: datetime, end: datetime
+    ) -> dict[str, int]:
+        """Rows per topic of its fact table (``facts``: topic -> model) with
+        ``event_hour`` in [start, end)."""
+
+    @abstractmethod
+    def record_published(self, counts: Mapping[datetime, Mapping[str, int]]) -> None:
+        """Replace the rows of these hours in ``published_hours`` (raw schema), with
+        their event counts per topic, in one transaction."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -35,7 +35,13 @@ from musify.errors import MusifyError, UsageError
 from musify.events import TOPIC_NAMES
 from musify.lake import Lake
 from musify.settings import Settings
-from musify.warehouse.base import LoadResult, Warehouse, hour_label, plan_load
+from musify.warehouse.base import (
+    PUBLISHED_HOURS,
+    LoadResult,
+    Warehouse,
+    hour_label,
+    plan_load,
+)
 from musify.warehouse.raw import SONG_METADATA, lake_columns, raw_columns, song_metadata_columns
 
 #: Engine-neutral raw column types (``raw.py``) as BigQuery types.
@@ -85,6 +91,11 @@ def _ts(dt: datetime) -> str:
     return f"TIMESTAMP '{dt.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}+00'"
 
 
+def _string(text: str) -> str:
+    """A STRING literal: backslashes and quotes escaped."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _q(name: str) -> str:
     return f"`{name}`"
 
@@ -101,6 +112,7 @@ class BigQueryWarehouse(Warehouse):
         project: str,
         raw_dataset: str = "raw",
         *,
+        models_dataset: str = "analytics",
         location: str = "US",
         api_endpoint: str = DEFAULT_ENDPOINT,
         credentials: Any = None,
@@ -112,6 +124,7 @@ class BigQueryWarehouse(Warehouse):
 
         self.project = project
         self.dataset = raw_dataset
+        self.models_dataset = models_dataset
         self.location = location
         if client is None:
             options = {"api_endpoint": api_endpoint} if api_endpoint else None
@@ -128,6 +141,7 @@ class BigQueryWarehouse(Warehouse):
         return cls(
             settings.bq_project,
             settings.bq_raw_dataset,
+            models_dataset=settings.bq_dataset,
             location=settings.bq_location,
             api_endpoint=settings.bq_api_endpoint,
         )
@@ -304,6 +318,48 @@ class BigQueryWarehouse(Warehouse):
             f"WHERE ts >= {_ts(start)} AND ts < {_ts(end)}"
         )
         return int(rows[0]["n"])
+
+    def fact_counts(
+        self, facts: Mapping[str, str], start: datetime, end: datetime
+    ) -> dict[str, int]:
+        parts = [
+            f"SELECT '{topic}' AS topic, COUNT(*) AS n "
+            f"FROM `{self.project}.{self.models_dataset}.{fact}` "
+            f"WHERE event_hour >= {_ts(start)} AND event_hour < {_ts(end)}"
+            for topic, fact in facts.items()
+        ]
+        rows = self.query(" UNION ALL ".join(parts))  # one query job, not one per fact
+        found = {r["topic"]: int(r["n"]) for r in rows}
+        return {topic: found.get(topic, 0) for topic in facts}
+
+    def record_published(self, counts: Mapping[datetime, Mapping[str, int]]) -> None:
+        if not counts:
+            return
+        import orjson
+        from google.cloud import bigquery
+
+        self.ensure_raw_tables()
+        schema = [
+            bigquery.SchemaField("hour", "TIMESTAMP", mode="REQUIRED"),
+            bigquery.SchemaField("published_at", "TIMESTAMP"),
+            bigquery.SchemaField("events", "STRING"),  # JSON text, as on every engine
+        ]
+        self.client.create_table(
+            bigquery.Table(self.table_id(PUBLISHED_HOURS), schema=schema), exists_ok=True
+        )
+        table = self.sql_table(PUBLISHED_HOURS)
+        hours = ", ".join(_ts(h) for h in counts)
+        now = _ts(datetime.now(UTC))
+        values = ", ".join(
+            f"({_ts(h)}, {now}, {_string(orjson.dumps(dict(c)).decode())})"
+            for h, c in sorted(counts.items())
+        )
+        script = (
+            f"BEGIN TRANSACTION;\nDELETE FROM {table} WHERE hour IN ({hours});\n"
+            f"INSERT INTO {table} (hour, published_at, events) VALUES {values};\n"
+            "COMMIT TRANSACTION;"
+        )
+        self.client.query(script, location=self.location).result()
 
     def close(self) -> None:
         self.client.close()

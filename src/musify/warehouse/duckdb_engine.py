@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from musify.errors import MusifyError
 from musify.events import TOPIC_NAMES
 from musify.lake import Lake
 from musify.warehouse.base import (
+    PUBLISHED_HOURS,
     CorruptLakeFile,
     LoadResult,
     Warehouse,
@@ -27,6 +31,8 @@ _SQL_TYPES = {
     "timestamp": "TIMESTAMP",
 }
 RAW_SCHEMA = "raw"
+#: Where dbt builds the models (dbt/profiles.yml's schema).
+MODELS_SCHEMA = "analytics"
 
 __all__ = ["CorruptLakeFile", "DuckDBWarehouse", "hours_between", "release_dbt_connections"]
 
@@ -40,6 +46,38 @@ def _create(con: Any, table: str, columns: list[tuple[str, str]]) -> None:
     con.execute(f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{table} ({cols})")
 
 
+class WarehouseLocked(MusifyError):
+    """Another process kept the DuckDB file locked for longer than we wait."""
+
+
+def is_lock_conflict(exc: BaseException) -> bool:
+    """Whether DuckDB refused a file because another process holds its lock."""
+    text = str(exc).lower()
+    return "lock" in text and ("conflicting" in text or "could not set" in text)
+
+
+def connect(path: Path, *, read_only: bool = False, wait_s: float = 60.0) -> Any:
+    """Open the warehouse file, waiting (with backoff) while another process holds it:
+    DuckDB allows one writing process, and the dashboard's reads hold the file for
+    milliseconds, so a writer that waits a little never fails for them."""
+    import duckdb
+
+    deadline = time.monotonic() + wait_s
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if not is_lock_conflict(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise WarehouseLocked(
+                    f"{path} stayed locked by another process for {wait_s:.0f} s: {exc}"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
 class DuckDBWarehouse(Warehouse):
     dbt_target: ClassVar[str] = "duckdb"
     #: DuckDB transactions span tables: a load is all or nothing.
@@ -47,13 +85,12 @@ class DuckDBWarehouse(Warehouse):
     #: read_parquet reads local files (and gs:// through a registered filesystem).
     loads_by_uri: ClassVar[bool] = True
 
-    def __init__(self, path: Path) -> None:
-        import duckdb
-
+    def __init__(self, path: Path, *, lock_wait_s: float = 60.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.con: Any = duckdb.connect(str(path))
+        self.con: Any = connect(path, wait_s=lock_wait_s)
         self.con.execute("SET TimeZone = 'UTC'")
+        self._remote_fs = False
 
     def ensure_raw_tables(self) -> None:
         self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
@@ -69,6 +106,11 @@ class DuckDBWarehouse(Warehouse):
         """
         self.ensure_raw_tables()
         plan = plan_load(lake, hours)
+        if lake.remote and not self._remote_fs:
+            # DuckDB's own httpfs cannot be installed offline; fsspec's filesystem can
+            # serve its reads of gs:// files (platform notes).
+            self.con.register_filesystem(lake.storage.filesystem())
+            self._remote_fs = True
         rows: dict[str, dict[str, int]] = {
             t: dict.fromkeys(map(hour_label, hours), 0) for t in TOPIC_NAMES
         }
@@ -144,8 +186,52 @@ class DuckDBWarehouse(Warehouse):
             ).fetchone()[0]
         )
 
+    def fact_counts(
+        self, facts: Mapping[str, str], start: datetime, end: datetime
+    ) -> dict[str, int]:
+        s, e = _naive(start), _naive(end)
+        out = {}
+        for topic, fact in facts.items():
+            row = self.con.execute(
+                f"SELECT count(*) FROM {MODELS_SCHEMA}.{fact} "
+                "WHERE event_hour >= ? AND event_hour < ?",
+                [s, e],
+            ).fetchone()
+            out[topic] = int(row[0]) if row else 0
+        return out
+
+    def record_published(self, counts: Mapping[datetime, Mapping[str, int]]) -> None:
+        if not counts:
+            return
+        import orjson
+
+        table = f"{RAW_SCHEMA}.{PUBLISHED_HOURS}"
+        con = self.con
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} "
+            "(hour TIMESTAMP PRIMARY KEY, published_at TIMESTAMP, events JSON)"
+        )
+        now = _naive(datetime.now(UTC))
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for h, per_topic in sorted(counts.items()):
+                con.execute(f"DELETE FROM {table} WHERE hour = ?", [_naive(h)])
+                con.execute(
+                    f"INSERT INTO {table} VALUES (?, ?, ?)",
+                    [_naive(h), now, orjson.dumps(dict(per_topic)).decode()],
+                )
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+
     def close(self) -> None:
         self.con.close()
+
+
+def _naive(dt: datetime) -> datetime:
+    return dt.astimezone(UTC).replace(tzinfo=None)
 
 
 def release_dbt_connections() -> None:
