@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,20 +148,35 @@ def gcs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("gcs")
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, what: str) -> None:
-    deadline = time.monotonic() + 90
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+@contextmanager
+def _server(
+    what: str, cmd: list[str], env: dict[str, str], cwd: Path, log: Path, ready: str
+) -> Iterator[None]:
+    """Run an emulator until the block ends; ready when ``ready`` answers over HTTP."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                tail = log.read_text()[-3000:]
+                raise RuntimeError(f"{what} exited ({proc.returncode}):\n{tail}")
+            try:
+                with urllib.request.urlopen(ready, timeout=2):
+                    break
+            except (urllib.error.URLError, OSError):
+                if time.monotonic() > deadline:
+                    tail = log.read_text()[-3000:]
+                    raise RuntimeError(f"{what} not ready in 90 s:\n{tail}") from None
+                time.sleep(0.3)
+        yield
+    finally:
+        proc.terminate()
         try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except (urllib.error.URLError, OSError):
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{what} not ready in 90 s:\n{log.read_text()[-3000:]}"
-                ) from None
-            time.sleep(0.3)
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture(scope="session")
@@ -174,19 +190,16 @@ def gcs_emulator(gcs_root: Path) -> Iterator[str]:
     log = gcs_root / "emulator.log"
     env = {**os.environ, "STORAGE_BASE": str(gcs_root)}
     cmd = [str(exe), "start", "--host", "127.0.0.1", "--port", str(port), "--quiet"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=gcs_root)
     url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(f"{url}/storage/v1/b?project={BQEMU_PROJECT}", proc, log, "gcp-storage-emulator")
+    with _server(
+        "gcp-storage-emulator",
+        cmd,
+        env,
+        gcs_root,
+        log,
+        f"{url}/storage/v1/b?project={BQEMU_PROJECT}",
+    ):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture
@@ -227,21 +240,16 @@ def bq_emulator(tmp_path_factory: pytest.TempPathFactory, gcs_root: Path) -> Ite
         "--grpc-host", "127.0.0.1", "--grpc-port", str(grpc),
         "--project", BQEMU_PROJECT, "--log-level", "warning",
     ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp)
     endpoint = f"http://127.0.0.1:{rest}"
-    try:
-        _wait_http(
-            f"{endpoint}/bigquery/v2/projects/{BQEMU_PROJECT}/datasets", proc, log, "bqemulator"
-        )
+    with _server(
+        "bqemulator",
+        cmd,
+        env,
+        tmp,
+        log,
+        f"{endpoint}/bigquery/v2/projects/{BQEMU_PROJECT}/datasets",
+    ):
         yield Emulator(endpoint, BQEMU_PROJECT, log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture
