@@ -291,9 +291,9 @@ variable "musify_release" {
 }
 
 variable "musify_wheel_extras" {
-  description = "Extras installed with the Musify wheel on the Dataproc nodes, e.g. \"gcp\" (never `stream`: the cluster brings its own pyspark)."
+  description = "Extras installed with the Musify wheel on the Dataproc nodes: gcp (gcsfs, through which the Spark tasks write the gs:// lake); never `stream`: the cluster brings its own pyspark."
   type        = string
-  default     = ""
+  default     = "gcp"
 
   validation {
     condition     = !contains(split(",", var.musify_wheel_extras), "stream")
