@@ -37,3 +37,15 @@ def test_bad_values_name_the_variable() -> None:
         load_settings(environ={"MUSIFY_BROKER_PORT": "ninety"})
     with pytest.raises(UsageError, match="MUSIFY_HOMER"):
         load_settings(environ={"MUSIFY_HOMER": "/tmp"})
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    import dataclasses
+
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    for f in dataclasses.fields(Settings):
+        name = f"MUSIFY_{f.name.upper()}"
+        short = f"_{f.name[3:].upper()}" if f.name.startswith("bq_") else name
+        assert name in readme or short in readme, f"{name} is not in README.md's table"
