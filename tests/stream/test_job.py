@@ -384,3 +384,24 @@ def test_watermark_covers_every_acknowledged_message(
     assert all(missing == 0 for _, missing in checks), checks
     assert checks[-1][0] > checks[0][0] > 0, "the watermark moves forward with the data"
     assert marks == sorted(marks)
+
+
+def test_spark_home_for_pip_pyspark_hides_the_uncompiled_zip(tmp_path: Path) -> None:
+    """Spark's Python processes must import the environment's compiled pyspark, not
+    SPARK_HOME/python/lib/pyspark.zip: the home links everything else."""
+    import pyspark
+
+    from musify.stream.job import pip_spark_home
+
+    real = Path(pyspark.__file__).resolve().parent
+    settings = Settings(home=tmp_path)
+    home = pip_spark_home(settings)
+    if not (real / "python" / "lib" / "pyspark.zip").is_file():
+        assert home is None
+        return
+    assert home is not None and home.parent == settings.cache_dir
+    assert not (home / "python").exists()
+    assert (home / "jars").resolve() == real / "jars"
+    assert (home / "bin" / "spark-submit").is_file()
+    assert pip_spark_home(settings) == home  # kept, not rebuilt
+    assert [p.name for p in settings.cache_dir.iterdir()] == ["spark-home"]

@@ -25,10 +25,12 @@ from musify.stream.kafka_source import (
     ARROW_SCHEMA,
     SCHEMA,
     KafkaDataLossError,
+    KafkaInputGroup,
     KafkaInputPartition,
     KafkaSource,
     KafkaStreamReader,
     fair_limit,
+    pack_ranges,
     parse_options,
     split_range,
     to_offsets,
@@ -247,6 +249,28 @@ def test_split_range_and_canonical_offsets() -> None:
     assert list(offsets) == ["a", "b"] and list(offsets["b"]) == ["2", "10"]
 
 
+def test_short_ranges_are_packed_into_tasks_largest_first() -> None:
+    def part(topic: str, partition: int, n: int, start: int = 0) -> KafkaInputPartition:
+        return KafkaInputPartition(topic, partition, start, start + n, "id")
+
+    big = [part("listen", 0, 73_000), part("page", 1, 90_000), part("page", 2, 50_000)]
+    small = [part("auth", p, 500 + p) for p in range(3)] + [part("status", 0, 100)]
+    mid = [part("listen", 1, 30_000), part("listen", 2, 25_000)]
+    tasks = pack_ranges([*small, *big, *mid], pack=50_000)
+    sizes = [ks._size(t) for t in tasks]
+    assert sizes == sorted(sizes, reverse=True)  # largest first
+    assert tasks[:3] == [big[1], big[0], big[2]]  # at least `pack` offsets: alone
+    groups = [t for t in tasks if isinstance(t, KafkaInputGroup)]
+    assert all(g.size <= 50_000 for g in groups)
+    # every range exactly once, whether alone or in a group
+    flat = [p for t in tasks for p in (t.parts if isinstance(t, KafkaInputGroup) else (t,))]
+    assert sorted(flat, key=repr) == sorted([*small, *big, *mid], key=repr)
+    # 30,000 and the four short ones fit one task of 50,000; then 25,000 does not: alone
+    assert len(tasks) == 5
+    assert pack_ranges([part("a", 0, 10)]) == [part("a", 0, 10)]  # one range: no group
+    assert pack_ranges([]) == []
+
+
 # -- the reader against the broker (no Spark) -------------------------------------------------
 
 
@@ -375,7 +399,7 @@ def test_data_loss_is_reported_or_skipped_over(
     try:
         with caplog.at_level(logging.WARNING, logger="musify.stream.kafka_source"):
             end = lenient.latestOffset(start, ReadAllAvailable())
-            parts = lenient.partitions(start, end)
+            parts = lenient.ranges(start, end)
         assert plain(end) == {"lossy": {"0": has[0], "1": has[1]}}  # vanished: dropped
         lossy_id = end[ks.TOPIC_IDS]["lossy"]
         # from the new earliest
@@ -444,12 +468,15 @@ def test_a_recreated_topic_holding_more_records_is_data_loss(
             lenient.stop()
         assert {("again", x["partition"], x["offset"]) for x in rows} == set(after)
 
-        # A task planned under the old id (e.g. a batch replayed after a crash) checks it.
+        # A task planned under the old id (e.g. a batch replayed after a crash) checks it,
+        # also when it reads several short ranges.
         stale = KafkaInputPartition("again", 0, 0, 5, old_id)
-        with pytest.raises(KafkaDataLossError, match="created again"):
-            list(reader(bootstrap, "again").read(stale))
-        got = reader(bootstrap, "again", failOnDataLoss="false").read(stale)
-        assert sum(b.num_rows for b in got) == 5
+        group = KafkaInputGroup((stale, KafkaInputPartition("again", 1, 0, 3, old_id)))
+        for task, rows in ((stale, 5), (group, 8)):
+            with pytest.raises(KafkaDataLossError, match="created again"):
+                list(reader(bootstrap, "again").read(task))
+            got = reader(bootstrap, "again", failOnDataLoss="false").read(task)
+            assert sum(b.num_rows for b in got) == rows
 
 
 # -- through Spark -------------------------------------------------------------------------------

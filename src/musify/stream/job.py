@@ -18,13 +18,16 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -83,6 +86,50 @@ class StreamOptions:
     spark_conf: dict[str, str] = field(default_factory=dict)
 
 
+_SPARK_HOME_MARKER = ".musify-pyspark"
+#: The SPARK_HOME build_spark set in this process, if any.
+_SPARK_HOME_SET: str | None = None
+
+
+def pip_spark_home(settings: Settings) -> Path | None:
+    """A SPARK_HOME for a pip-installed pyspark whose Python processes import pyspark
+    from the virtual environment, or None when there is nothing to gain.
+
+    Spark puts ``SPARK_HOME/python/lib/pyspark.zip`` first on its Python processes'
+    path, and pip's pyspark ships that zip without bytecode: every Python process
+    Spark starts (a daemon and a planner per data source step, the stream reader, the
+    task workers) compiles the pyspark modules it imports from source, about 0.4 s of
+    CPU each, most of it on the cold micro-batch's critical path. The same pyspark is
+    installed in the environment, compiled; this home links every entry of the
+    package except ``python``, so the zip is not found and the environment's copy is.
+    """
+    import pyspark
+
+    real = Path(pyspark.__file__).resolve().parent
+    if not (real / "python" / "lib" / "pyspark.zip").is_file() or not (real / "jars").is_dir():
+        return None
+    home = settings.cache_dir / "spark-home"
+    marker = home / _SPARK_HOME_MARKER
+    if marker.is_file() and marker.read_text() == str(real):
+        return home
+    settings.ensure_dirs()
+    building = Path(tempfile.mkdtemp(prefix=".spark-home-", dir=settings.cache_dir))
+    try:
+        for entry in real.iterdir():
+            if entry.name not in ("python", "__pycache__"):
+                (building / entry.name).symlink_to(entry)
+        (building / _SPARK_HOME_MARKER).write_text(str(real))
+        shutil.rmtree(home, ignore_errors=True)
+        try:
+            building.replace(home)
+        except OSError:  # another job built it meanwhile
+            if not (marker.is_file() and marker.read_text() == str(real)):
+                raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return home
+
+
 def build_spark(opts: StreamOptions, settings: Settings, app_name: str = "musify-stream") -> Any:
     """A SparkSession bound to loopback, in UTC, quiet."""
     from musify.stream.java import ensure_java
@@ -91,6 +138,13 @@ def build_spark(opts: StreamOptions, settings: Settings, app_name: str = "musify
     host = settings.bind_host
     os.environ.setdefault("SPARK_LOCAL_IP", host)
     os.environ["PYSPARK_PYTHON"] = sys.executable  # workers must import musify
+    # pyspark from pip: see pip_spark_home. A SPARK_HOME of the user's is kept; one this
+    # process set for another MUSIFY_HOME is replaced (that home may be gone).
+    global _SPARK_HOME_SET
+    if os.environ.get("SPARK_HOME", _SPARK_HOME_SET) == _SPARK_HOME_SET:
+        home = pip_spark_home(settings)
+        if home is not None:
+            _SPARK_HOME_SET = os.environ["SPARK_HOME"] = str(home)
     from pyspark.sql import SparkSession
 
     builder = (
