@@ -119,6 +119,7 @@ def test_lands_exactly_the_generated_events(
     produced = produce(bootstrap, musify_cache)
     summary = stream_once(home, bootstrap)
     assert summary["rows"] == produced
+    assert 0 < summary["ingest_seconds"] <= summary["seconds"]
     assert lake_counts(home / "lake") == produced
     # partitioned by event time: every row sits in the folder of its own hour
     con = duckdb.connect()

@@ -386,6 +386,7 @@ def run_stream(
     totals: dict[str, int] = dict.fromkeys([*TOPIC_NAMES, "_quarantine"], 0)
     batches = 0
     started = time.monotonic()
+    last_commit: float | None = None  # when the newest batch was recorded
     status.write_pid(settings)
     try:
         source = _read_stream(spark, opts)
@@ -426,6 +427,7 @@ def run_stream(
                             totals[k] += v
                         totals["_quarantine"] += rep.quarantined
                         batches += 1
+                        last_commit = time.monotonic()
                         if on_batch:
                             on_batch(rep.as_dict())
                     if not active:
@@ -462,6 +464,10 @@ def run_stream(
         "rows": {t: totals[t] for t in TOPIC_NAMES},
         "quarantined": totals["_quarantine"],
         "seconds": round(time.monotonic() - started, 2),
+        # From the query's start (source registration, planning) until the last batch
+        # was committed and recorded: the ingest itself, without Spark's start-up
+        # (``spark_startup_seconds``) or its shutdown.
+        "ingest_seconds": None if last_commit is None else round(last_commit - started, 2),
         "spark_startup_seconds": spark_startup,
         "lake": lake.url,
     }
