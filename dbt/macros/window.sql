@@ -1,12 +1,32 @@
-{#- The load window: vars `start` and `end`, hour-aligned ISO timestamps, [start, end). -#}
+{#- The load window [start, end): hour-aligned ISO timestamps. Vars `start` and `end`
+    when given (--vars, e.g. by hand), else the environment (DBT_MUSIFY_WINDOW_START and
+    _END: how `musify batch` passes them), else all time, so a plain `dbt build` brings
+    every model up to date. Why the environment: dbt re-parses the whole project
+    whenever --vars change, i.e. on every hourly run, while an env var read only while
+    executing (never while parsing) leaves partial parsing intact. -#}
+{% macro window_bound(name, fallback) -%}
+  {%- set value = var(name, none) -%}
+  {%- if value is none and execute -%}
+    {%- set value = env_var('DBT_MUSIFY_WINDOW_' ~ (name | upper), '') -%}
+  {%- endif -%}
+  {{ return(value or fallback) }}
+{%- endmacro %}
+
+{% macro window_start_value() -%}
+  {{ return(window_bound('start', '1970-01-01T00:00:00')) }}
+{%- endmacro %}
+
+{% macro window_end_value() -%}
+  {{ return(window_bound('end', '9999-12-31T00:00:00')) }}
+{%- endmacro %}
 
 {% macro musify_ts_literal(value) -%}
   {%- set v = (value | string).replace('Z', '').replace('+00:00', '') -%}
   cast('{{ v }}' as {{ dbt.type_timestamp() }})
 {%- endmacro %}
 
-{% macro window_start() -%}{{ musify_ts_literal(var('start')) }}{%- endmacro %}
-{% macro window_end() -%}{{ musify_ts_literal(var('end')) }}{%- endmacro %}
+{% macro window_start() -%}{{ musify_ts_literal(window_start_value()) }}{%- endmacro %}
+{% macro window_end() -%}{{ musify_ts_literal(window_end_value()) }}{%- endmacro %}
 
 {#- A predicate on an hour column: true inside the window. -#}
 {% macro in_window(column) -%}

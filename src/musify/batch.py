@@ -77,9 +77,10 @@ def _engine_vars(settings: Settings, target: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _profile_env(settings: Settings) -> Iterator[None]:
+def _profile_env(settings: Settings, extra: dict[str, str] | None = None) -> Iterator[None]:
     """The variables dbt/profiles.yml reads, from the settings, for one dbt run."""
     wanted = {
+        **(extra or {}),
         "MUSIFY_WAREHOUSE": str(settings.warehouse_path.resolve()),
         "MUSIFY_BQ_PROJECT": settings.bq_project,
         "MUSIFY_BQ_DATASET": settings.bq_dataset,
@@ -114,8 +115,14 @@ def dbt_build(
     if not (project / "dbt_project.yml").exists():
         raise UsageError(f"no dbt project at {project}")
     target = target or dbt_target(settings)
-    window = {"start": f"{start:%Y-%m-%d %H:%M:%S}", "end": f"{end:%Y-%m-%d %H:%M:%S}"}
-    vars_ = orjson.dumps({**window, **_engine_vars(settings, target)}).decode()
+    # The window goes in the environment, not --vars: dbt re-parses the whole project
+    # when --vars change (every hour), not when an env var it reads only while executing
+    # does (dbt/macros/window.sql), so hourly runs keep partial parsing.
+    window = {
+        "DBT_MUSIFY_WINDOW_START": f"{start:%Y-%m-%d %H:%M:%S}",
+        "DBT_MUSIFY_WINDOW_END": f"{end:%Y-%m-%d %H:%M:%S}",
+    }
+    vars_ = orjson.dumps(_engine_vars(settings, target)).decode()
     args = [
         "build",
         "--project-dir",
@@ -134,7 +141,7 @@ def dbt_build(
     ]
     t0 = time.monotonic()
     try:
-        with _profile_env(settings):
+        with _profile_env(settings, window):
             res = dbtRunner().invoke(args)
     finally:
         # dbt-duckdb keeps its connection open in the process; close it so the next

@@ -35,8 +35,8 @@
     {%- set hour = modules.datetime.timedelta(hours=1) -%}
     {%- set first = musify_naive_hour(found[0]) -%}
     {%- set last = musify_naive_hour(found[1]) + hour -%}
-    {%- set start = musify_parse_ts(var('start')) -%}
-    {%- set end = musify_parse_ts(var('end')) -%}
+    {%- set start = musify_parse_ts(window_start_value()) -%}
+    {%- set end = musify_parse_ts(window_end_value()) -%}
     {%- set scan_from = musify_ts_literal([start, first] | min) -%}
     {%- set scan_to = musify_ts_literal([end, last] | max) -%}
   {%- endif -%}
@@ -48,7 +48,7 @@ with touched as (
     where {{ incremental_window('event_hour') }}
 ),
 
-events as (
+events as {{ inline_cte() }} (
     select views.*
     from {{ ref('stg_page_views') }} as views
     {% if is_incremental() %}
@@ -56,15 +56,6 @@ events as (
         and views.event_hour < {{ scan_to }}
         and views.session_id in (select session_id from touched)
     {% endif %}
-),
-
-ordered as (
-    select
-        events.*,
-        row_number() over (
-            partition by session_id order by ts, item_in_session
-        ) as position
-    from events
 ),
 
 sessions as (
@@ -79,9 +70,24 @@ sessions as (
     group by session_id
 ),
 
+{#- The session's first event (by ts, then item): ranked among the events at the
+    session's start only, not by sorting every event. -#}
 first_events as (
     select session_id, level, auth, location_key
-    from ordered
+    from (
+        select
+            events.session_id,
+            events.level,
+            events.auth,
+            events.location_key,
+            row_number() over (
+                partition by events.session_id order by events.item_in_session
+            ) as position
+        from events
+        inner join sessions
+            on sessions.session_id = events.session_id
+            and sessions.session_start = events.ts
+    ) as at_start
     where position = 1
 )
 

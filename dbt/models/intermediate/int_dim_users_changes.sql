@@ -15,7 +15,7 @@
     continues (same start and level first, then same natural key, then the earliest
     overlapping period of the same level, each existing key used once), so a late event
     that moves a period's start or splits it never changes the key facts already hold.
-    New periods get md5(user_id, valid_from, level) (salted in the unlikely case that
+    New periods get surrogate_key(user_id, valid_from, level) (salted in the unlikely case that
     key is taken by another period of the user).
 
     A first build (no dim_users yet) or a full refresh reads every run. -#}
@@ -50,7 +50,7 @@ later_runs as (
 existing as (
     {% if everything %}
     select
-        cast(null as {{ dbt.type_string() }}) as user_key,
+        cast(null as {{ key_type() }}) as user_key,
         cast(null as {{ dbt.type_bigint() }}) as user_id,
         cast(null as {{ dbt.type_string() }}) as level,
         cast(null as {{ dbt.type_int() }}) as period_no,

@@ -26,7 +26,7 @@
      ~ "else level end"),
 ] %}
 
-with observations as (
+with observations as {{ inline_cte() }} (
     {% for model, priority, level in sources %}
     select
         user_id, event_hour, ts, session_id, item_in_session,
@@ -40,18 +40,42 @@ with observations as (
     {% endfor %}
 ),
 
+{#- A level changes in few hours of a user: one aggregate finds them, and only their
+    observations are ordered (window functions sort; sorting every observation was
+    most of this model's time). In the other hours the hour is one run. -#}
+hours as (
+    select
+        user_id,
+        event_hour,
+        min(level) as min_level,
+        max(level) as max_level,
+        min(ts) as first_ts,
+        max(ts) as last_ts,
+        count(*) as observations
+    from observations
+    group by user_id, event_hour
+),
+
+changing as (
+    select observations.*
+    from observations
+    inner join hours
+        on hours.user_id = observations.user_id and hours.event_hour = observations.event_hour
+    where hours.min_level <> hours.max_level
+),
+
+{#- Observations can tie on (ts, session, item, priority): a login is both a page view
+    and an auth event. Ordering by level last makes tied rows interchangeable, and the
+    running sum's default frame (range: the current row and its peers) gives every
+    tied row the same run whichever order each window put them in. -#}
 ordered as (
     select
-        observations.*,
+        changing.*,
         lag(level) over (
             partition by user_id, event_hour
-            order by ts, session_id, item_in_session, priority
-        ) as previous_level,
-        row_number() over (
-            partition by user_id, event_hour
-            order by ts desc, session_id desc, item_in_session desc, priority desc
-        ) as recency
-    from observations
+            order by ts, session_id, item_in_session, priority, level
+        ) as previous_level
+    from changing
 ),
 
 numbered as (
@@ -59,12 +83,22 @@ numbered as (
         ordered.*,
         sum(case when previous_level is null or previous_level <> level then 1 else 0 end)
             over (partition by user_id, event_hour
-                  order by ts, session_id, item_in_session, priority
-                  rows between unbounded preceding and current row) as run_no
+                  order by ts, session_id, item_in_session, priority, level) as run_no
     from ordered
 ),
 
 runs as (
+    select
+        user_id,
+        event_hour,
+        1 as run_no,
+        min_level as level,
+        first_ts as run_start,
+        last_ts as run_end,
+        observations
+    from hours
+    where min_level = max_level
+    union all
     select
         user_id,
         event_hour,
@@ -77,9 +111,24 @@ runs as (
     group by user_id, event_hour, run_no
 ),
 
+{#- The hour's latest observation (by ts, session, item, priority): among those at the
+    hour's last ts, so only a handful of rows per hour are ranked. -#}
 latest as (
     select user_id, event_hour, first_name, last_name, gender, registration
-    from numbered
+    from (
+        select
+            observations.*,
+            row_number() over (
+                partition by observations.user_id, observations.event_hour
+                order by observations.session_id desc, observations.item_in_session desc,
+                    observations.priority desc
+            ) as recency
+        from observations
+        inner join hours
+            on hours.user_id = observations.user_id
+            and hours.event_hour = observations.event_hour
+            and hours.last_ts = observations.ts
+    ) as last_observed
     where recency = 1
 )
 

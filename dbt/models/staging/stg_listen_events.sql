@@ -10,7 +10,6 @@
     'cast(duration as ' ~ dbt.type_float() ~ ') as duration',
     clean_string('auth') ~ ' as auth',
     'lower(' ~ clean_string('level') ~ ') as level',
-    surrogate_key([clean_string('artist'), clean_string('song'),
-                   'cast(duration as ' ~ dbt.type_float() ~ ')']) ~ ' as song_key',
-    surrogate_key([clean_string('artist')]) ~ ' as artist_key',
-]) }}
+    staged_key(song_key_spec()) ~ ' as song_key',
+    staged_key(artist_key_spec()) ~ ' as artist_key',
+], [song_key_spec(), artist_key_spec()]) }}

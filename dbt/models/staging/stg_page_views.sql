@@ -14,6 +14,5 @@
     clean_string('song') ~ ' as song',
     'cast(duration as ' ~ dbt.type_float() ~ ') as duration',
     "case when " ~ clean_string('page') ~ " = 'NextSong' then "
-        ~ surrogate_key([clean_string('artist'), clean_string('song'),
-                         'cast(duration as ' ~ dbt.type_float() ~ ')']) ~ " end as song_key",
-]) }}
+        ~ staged_key(song_key_spec()) ~ " end as song_key",
+], [song_key_spec()]) }}
