@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from musify.batch import run_batch
+from musify.batch import DbtError, run_batch
 from musify.errors import UsageError
 from musify.events import TOPIC_NAMES
 from musify.lake import Lake
@@ -62,6 +62,21 @@ def test_batch_builds_reconciled_star_schema(tmp_path: Path, musify_cache: Path)
         settings, START + timedelta(days=5), START + timedelta(days=5, hours=1), lookback_hours=0
     )
     assert sum(empty.as_dict()["rows"].values()) == 0 and empty.missing_hours
+
+    # A warehouse built by other models (an upgrade changed a fact's columns): the batch
+    # says what to do, and --full-refresh rebuilds it to the same tables.
+    con = duckdb.connect(str(settings.warehouse_path))
+    last = con.execute(
+        "select column_name from information_schema.columns where table_schema = 'analytics' "
+        "and table_name = 'fact_streams' order by ordinal_position desc limit 1"
+    ).fetchone()
+    assert last is not None
+    con.execute(f'alter table analytics.fact_streams drop column "{last[0]}"')
+    con.close()
+    with pytest.raises(DbtError, match="musify batch --full-refresh"):
+        run_batch(settings, START + timedelta(hours=4), START + timedelta(hours=5))
+    run_batch(settings, START, START + timedelta(hours=6), lookback_hours=0, full_refresh=True)
+    assert dump(settings.warehouse_path) == before
 
 
 def test_window_must_be_on_the_hour(tmp_path: Path) -> None:

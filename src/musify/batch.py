@@ -105,10 +105,14 @@ def dbt_build(
     end: datetime,
     project: Path = DBT_PROJECT,
     target: str | None = None,
+    *,
+    full_refresh: bool = False,
 ) -> float:
     """``dbt build`` for the window, in-process; raises DbtError naming failed nodes.
 
     ``target`` defaults to the engine the settings select (MUSIFY_WAREHOUSE_ENGINE).
+    ``full_refresh`` rebuilds every incremental model from all raw rows (dbt's
+    ``--full-refresh``): once after an upgrade changed the models' columns.
     """
     from dbt.cli.main import dbtRunner
 
@@ -138,6 +142,7 @@ def dbt_build(
         str(settings.logs_dir / "dbt"),
         "--target-path",
         str(settings.home / "dbt-target"),
+        *(["--full-refresh"] if full_refresh else []),
     ]
     t0 = time.monotonic()
     try:
@@ -153,6 +158,11 @@ def dbt_build(
             if str(getattr(r, "status", "")).lower() in {"error", "fail"}:
                 failed.append(f"{r.node.name}: {(r.message or '').strip()[:300]}")
         detail = "; ".join(failed) or str(res.exception or "see logs/dbt")
+        if "out of sync" in detail:  # dbt's message for on_schema_change='fail'
+            detail += (
+                " (the warehouse was built by another version of the models: run "
+                "`musify batch --full-refresh` once)"
+            )
         raise DbtError(f"dbt build failed for {start:%Y-%m-%dT%H}..{end:%Y-%m-%dT%H}: {detail}")
     return time.monotonic() - t0
 
@@ -182,6 +192,7 @@ def run_batch(
     lookback_hours: int | None = None,
     run_dbt: bool = True,
     load: bool = True,
+    full_refresh: bool = False,
 ) -> BatchResult:
     """Load [start - lookback, end) from the lake and build the models; idempotent."""
     start, end = resolve_window(start, end)
@@ -205,5 +216,5 @@ def run_batch(
         for h in missing:
             log.info("hour %s has no events in the lake: loaded 0 rows", h)
     load_s = time.monotonic() - t0
-    dbt_s = dbt_build(settings, loaded_from, end) if run_dbt else 0.0
+    dbt_s = dbt_build(settings, loaded_from, end, full_refresh=full_refresh) if run_dbt else 0.0
     return BatchResult(start, end, loaded_from, rows, missing, dbt_s, load_s)

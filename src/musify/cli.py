@@ -392,6 +392,14 @@ def batch(
     grace: Annotated[
         int, typer.Option(help="wait: seconds past --end the stream must have reached.")
     ] = 60,
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh",
+            help="transform: rebuild every incremental model from all loaded rows (once, "
+            "after an upgrade changed the models' columns).",
+        ),
+    ] = False,
     json_summary: Annotated[
         bool, typer.Option("--json", help="Print the summary as JSON.")
     ] = False,
@@ -423,6 +431,7 @@ def batch(
                 lookback_hours=lookback,
                 load="load" in chosen,
                 run_dbt="transform" in chosen,
+                full_refresh=full_refresh,
             )
             doc.update(result.as_dict())
         counts = None
