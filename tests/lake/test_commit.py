@@ -29,17 +29,10 @@ def stage(lake: Lake, name: str, topic: str, hours: dict[str, list[int]]) -> lis
 
 
 def read_all(lake: Lake, topic: str) -> list[int]:
-    import pyarrow.dataset as ds
-
-    fs = lake.storage.filesystem()
     files = lake.storage.list(topic)
-    if fs is None:
-        paths = [str(lake.local_root / k) for k in files]
-    else:
-        paths = [lake.storage.uri(k).split("://", 1)[1] for k in files]
-    if not paths:
+    if not files:
         return []
-    return sorted(ds.dataset(paths, format="parquet", filesystem=fs).to_table()["v"].to_pylist())
+    return sorted(lake.storage.read_parquet(files)["v"].to_pylist())
 
 
 @pytest.fixture(params=["local", "object store"])

@@ -91,9 +91,13 @@ class Lake:
     def hour_key(self, topic: str, hour: datetime) -> str:
         return f"{self.topic_key(topic)}/{hour_folder(f'{hour:%Y-%m-%d}', hour.hour)}"
 
+    def hour_keys(self, topic: str, hour: datetime) -> list[str]:
+        """Keys of the committed files of one topic and event hour (start of the hour)."""
+        return self.storage.list(self.hour_key(topic, hour))
+
     def hour_files(self, topic: str, hour: datetime) -> list[str]:
-        """URIs of the committed files of one topic and event hour (start of the hour)."""
-        return [self.storage.uri(k) for k in self.storage.list(self.hour_key(topic, hour))]
+        """URIs of the same files, for loaders that read by URI."""
+        return [self.storage.uri(k) for k in self.hour_keys(topic, hour)]
 
     def glob(self, topic: str) -> str:
         """A glob for outside readers (DuckDB, pyarrow) over one topic's committed files."""

@@ -95,6 +95,18 @@ class Storage(ABC):
         for local paths."""
         return None
 
+    @abstractmethod
+    def native_path(self, key: str) -> str:
+        """The key as ``filesystem()`` names it (a local path, or fsspec's bucket/path)."""
+
+    def read_parquet(self, keys: Sequence[str], columns: Sequence[str] | None = None) -> Any:
+        """The rows of these Parquet files as one Arrow table."""
+        import pyarrow.dataset as ds
+
+        paths = [self.native_path(k) for k in keys]
+        dataset = ds.dataset(paths, format="parquet", filesystem=self.filesystem())
+        return dataset.to_table(columns=None if columns is None else list(columns))
+
 
 def _visible(key: str) -> bool:
     return not key.rsplit("/", 1)[-1].startswith(".")
@@ -109,6 +121,9 @@ class LocalStorage(Storage):
 
     def path(self, key: str) -> Path:
         return self.root / key if key else self.root
+
+    def native_path(self, key: str) -> str:
+        return str(self.path(key))
 
     def read(self, key: str) -> bytes | None:
         try:
@@ -180,6 +195,9 @@ class FsspecStorage(Storage):
 
     def _p(self, key: str) -> str:
         return f"{self.base}/{key}" if key else self.base
+
+    def native_path(self, key: str) -> str:
+        return self._p(key)
 
     def read(self, key: str) -> bytes | None:
         try:

@@ -107,22 +107,16 @@ def wait_for_stream(
 
 def lake_counts(lake: Lake, start: datetime, end: datetime) -> dict[str, int]:
     """Distinct events per topic in the lake's committed files for hours in [start, end)."""
-    import pyarrow.dataset as ds
-
-    fs = lake.storage.filesystem()
     hours = hours_between(start, end)
     counts: dict[str, int] = {}
+    event = ["sessionId", "itemInSession"]
     for topic in TOPIC_NAMES:
-        files = [f for h in hours for f in lake.hour_files(topic, h)]
+        files = [k for h in hours for k in lake.hour_keys(topic, h)]
         if not files:
             counts[topic] = 0
             continue
-        if fs is not None:  # pyarrow wants the filesystem's own paths, without scheme
-            files = [f.split("://", 1)[1] for f in files]
-        keys = ds.dataset(files, format="parquet", filesystem=fs).to_table(
-            columns=["sessionId", "itemInSession"]
-        )
-        counts[topic] = keys.group_by(["sessionId", "itemInSession"]).aggregate([]).num_rows
+        rows = lake.storage.read_parquet(files, event)
+        counts[topic] = rows.group_by(event).aggregate([]).num_rows
     return counts
 
 
