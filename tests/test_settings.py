@@ -49,3 +49,26 @@ def test_every_setting_is_documented_in_the_readme() -> None:
         name = f"MUSIFY_{f.name.upper()}"
         short = f"_{f.name[3:].upper()}" if f.name.startswith("bq_") else name
         assert name in readme or short in readme, f"{name} is not in README.md's table"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"])
+def test_loopback_hosts_bind_without_a_warning(host: str) -> None:
+    assert Settings(bind_host=host).check_bind_host() is None
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.org"])
+def test_a_non_loopback_bind_host_is_refused_unless_allowed(host: str) -> None:
+    with pytest.raises(UsageError, match="MUSIFY_ALLOW_REMOTE_BIND"):
+        Settings(bind_host=host).check_bind_host()
+    # --host of a command counts the same as the setting
+    with pytest.raises(UsageError, match=host):
+        Settings().check_bind_host(host)
+    warning = Settings(bind_host=host, allow_remote_bind=True).check_bind_host()
+    assert warning is not None and host in warning and "warning" in warning
+
+
+def test_a_new_home_is_private(tmp_path: Path) -> None:
+    home = tmp_path / "a" / "home"
+    Settings(home=home).ensure_dirs()
+    assert home.stat().st_mode & 0o777 == 0o700
+    assert (home / "run").is_dir() and (home / "logs").is_dir()

@@ -36,6 +36,9 @@ class Settings:
     broker_port: int = 9092
     #: Interface servers bind to; loopback unless deliberately opened.
     bind_host: str = "127.0.0.1"
+    #: Allow ``bind_host`` to be an interface other than loopback. Off by default: the
+    #: dashboard has no login and Airflow's UI can start work (docs/security.md).
+    allow_remote_bind: bool = False
     #: Partitions for topics Musify creates.
     topic_partitions: int = 3
     #: Replication factor for topics Musify creates (3 on a real cluster).
@@ -118,11 +121,52 @@ class Settings:
         return self.checkpoint or str(self.checkpoints_dir / "stream")
 
     def ensure_dirs(self) -> None:
-        for d in (self.home, self.logs_dir, self.run_dir, self.cache_dir):
+        """Create the state folders; a new ``home`` is readable by its owner only (it
+        holds Airflow's admin password, logs and the data)."""
+        if not self.home.exists():
+            self.home.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.home.mkdir(mode=0o700)
+            except FileExistsError:  # created meanwhile by another process
+                pass
+            else:
+                self.home.chmod(0o700)  # mkdir's mode is filtered by the umask
+        for d in (self.logs_dir, self.run_dir, self.cache_dir):
             d.mkdir(parents=True, exist_ok=True)
+
+    def check_bind_host(self, host: str | None = None) -> str | None:
+        """Refuse a non-loopback interface (``host``, default ``bind_host``) unless
+        ``allow_remote_bind`` is set; then return the warning to show (None on
+        loopback)."""
+        host = self.bind_host if host is None else host
+        if is_loopback(host):
+            return None
+        if not self.allow_remote_bind:
+            raise UsageError(
+                f"binding {host} (MUSIFY_BIND_HOST or --host) would expose Musify's servers beyond "
+                "this machine; set MUSIFY_ALLOW_REMOTE_BIND=true to allow it (see "
+                "docs/security.md)"
+            )
+        return (
+            f"warning: servers listen on {host}, reachable from other machines; "
+            "the dashboard has no login (docs/security.md)"
+        )
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def is_loopback(host: str) -> bool:
+    """Is ``host`` a loopback interface (127.0.0.0/8, ::1, localhost)?"""
+    import ipaddress
+
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _parse(name: str, raw: str, annotation: Any) -> Any:
@@ -169,4 +213,4 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     return Settings(**values)
 
 
-__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+__all__ = ["ENV_PREFIX", "Settings", "is_loopback", "load_settings"]

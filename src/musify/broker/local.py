@@ -287,6 +287,10 @@ def start_broker(settings: Settings) -> BrokerInfo:
                 f"stop it with `musify broker stop` before starting one at {bootstrap}"
             )
         return BrokerInfo(bootstrap_servers=bootstrap, pid=pid, log_path=log_path)
+    # The broker has no authentication: anyone who reaches it can read and write events.
+    warning = settings.check_bind_host()
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     if _port_in_use(settings.bind_host, settings.broker_port):
         raise BrokerError(
             f"port {settings.broker_port} on {settings.bind_host} is already in use by "

@@ -92,6 +92,13 @@ def _child_env(settings: Settings) -> dict[str, str]:
     return {**env, **settings_env(settings)}
 
 
+def _check_host(settings: Settings, host: str) -> None:
+    """The dashboard has no login: loopback only, unless remote binding is allowed."""
+    warning = settings.check_bind_host(host)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+
+
 def serve(settings: Settings, host: str | None = None, port: int | None = None) -> int:
     """Serve the dashboard in the foreground until interrupted; returns the exit code.
 
@@ -100,6 +107,7 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     """
     host = host or settings.bind_host
     port = port or settings.dashboard_port
+    _check_host(settings, host)
     check_port(host, port)
     proc = subprocess.Popen(dashboard_command(settings, host, port), env=_child_env(settings))
 
@@ -129,6 +137,7 @@ def start(
     """Start the dashboard in the background (its own process group); log under logs/."""
     host = host or settings.bind_host
     port = port or settings.dashboard_port
+    _check_host(settings, host)
     check_port(host, port)
     settings.ensure_dirs()
     log = (settings.logs_dir / "dashboard.log").open("ab")

@@ -4,11 +4,17 @@ Airflow 3 and dbt cannot share one dependency set, so Airflow lives in ``.venv-a
 (``make install`` creates it) and its DAG calls the ``musify`` CLI of this environment.
 Everything Airflow needs is passed as ``AIRFLOW__*`` variables: nothing in the user's
 own ``airflow.cfg`` changes, and every server binds 127.0.0.1.
+
+Airflow's UI and REST API can start work (trigger runs), so they require a login: one
+``admin`` user of Airflow's simple auth manager, whose password Musify generates once
+and keeps in ``MUSIFY_HOME/airflow/passwords.json``, readable by its owner only.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import subprocess
 import sys
 from datetime import datetime
@@ -19,6 +25,8 @@ from musify.settings import Settings
 
 DAGS_FOLDER = Path(__file__).resolve().parent / "dags"
 DAG_ID = "musify_hourly"
+#: The one user of the local Airflow: an admin (it may trigger and clear runs).
+ADMIN_USER = "admin"
 REPO = Path(__file__).resolve().parents[3]
 
 
@@ -47,6 +55,39 @@ def airflow_home(settings: Settings) -> Path:
     return (settings.home / "airflow").resolve()
 
 
+def passwords_path(settings: Settings) -> Path:
+    """The simple auth manager's password file (``{"admin": "..."}``)."""
+    return airflow_home(settings) / "passwords.json"
+
+
+def ensure_admin_password(settings: Settings) -> tuple[str, bool]:
+    """The admin password of the local Airflow; generated (file mode 0600) when there is
+    none yet. Returns it and whether it was generated now (to be shown once)."""
+    path = passwords_path(settings)
+    settings.ensure_dirs()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(18)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps({ADMIN_USER: password}) + "\n")
+        return password, True
+    try:
+        stored = json.loads(path.read_text())[ADMIN_USER]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise AirflowError(
+            f"{path} is not a valid Airflow password file ({exc.__class__.__name__}); "
+            "delete it and a new admin password is generated at the next `musify up`"
+        ) from None
+    if not isinstance(stored, str) or not stored:
+        raise AirflowError(f"{path} has no password for {ADMIN_USER}: delete it to get a new one")
+    path.chmod(0o600)  # keep it private even if someone loosened it
+    return stored, False
+
+
 def airflow_environ(
     settings: Settings,
     *,
@@ -71,8 +112,14 @@ def airflow_environ(
             "AIRFLOW__API__PORT": str(api_port),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-            # The API server is reachable from this machine only; one local admin.
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            # The UI and REST API can trigger runs: every request must log in, as the
+            # one admin whose password ensure_admin_password keeps.
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_path(settings)),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),

@@ -260,6 +260,9 @@ class Stack:
 
     def start(self) -> None:
         s = self.settings
+        warning = s.check_bind_host()
+        if warning:
+            self.say(warning)
         s.ensure_dirs()
         self._claim()
         self._ensure_broker()
@@ -338,6 +341,13 @@ class Stack:
         s = self.settings
         env = airflow_env.airflow_environ(s, api_port=s.airflow_port, dag_start=plan.dag_start)
         t0 = time.monotonic()
+        password, created = airflow_env.ensure_admin_password(s)
+        if created:
+            # Shown once, as Airflow's own standalone mode does; the file keeps it.
+            self.say(
+                f"  Airflow login: {airflow_env.ADMIN_USER} / {password}  (kept in "
+                f"{airflow_env.passwords_path(s)}, readable only by you)"
+            )
         airflow_env.migrate(s, env)
         airflow_env.run_airflow(
             s, ["pools", "set", "musify_warehouse", "1", "one writer of the warehouse"], env
