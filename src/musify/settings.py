@@ -58,6 +58,9 @@ class Settings:
     kafka_source: str = "musify_kafka"
     #: Micro-batch period of the stream, e.g. 2m, 30s.
     stream_trigger: str = "2m"
+    #: How far past the stream's clock an event time may be (clock skew between hosts);
+    #: later events are quarantined, so one bad timestamp cannot move readiness.
+    max_event_future_seconds: float = 300.0
     #: The DuckDB warehouse file; empty means MUSIFY_HOME/warehouse.duckdb.
     warehouse: str = ""
     #: Where ``musify batch`` loads and dbt builds: duckdb (local) or bigquery (bq_*).

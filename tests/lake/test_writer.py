@@ -54,4 +54,4 @@ def test_writes_hour_partitions_and_commits_once(tmp_path: Path) -> None:
 
 def test_schema_follows_the_event_schema() -> None:
     schema = arrow_schema("status_change_events")
-    assert "page" in schema.names and schema.names[-1] == "ingested_at"
+    assert "page" in schema.names and schema.names[-2:] == ["ingested_at", "extra"]

@@ -21,8 +21,8 @@ HOURS = 3
 def set_watermark(
     settings: Settings, mark: datetime | None, newest: datetime | None = None
 ) -> None:
-    """Pretend the stream committed a caught-up batch at ``mark`` whose newest event so
-    far is ``newest`` (default: ``mark``)."""
+    """Pretend the stream committed a caught-up batch at ``mark`` whose event-time
+    watermark is ``newest`` (default: ``mark``)."""
     settings.ensure_dirs()
     now = datetime.now(UTC)
     newest = newest or mark
@@ -31,6 +31,7 @@ def set_watermark(
         "rows": {},
         "watermark": mark.isoformat() if mark else None,
         "at": now.isoformat(),
+        "event_watermark": newest.isoformat() if newest else None,
         "freshness_s": (now - newest).total_seconds() if newest else None,
         "epoch": now.timestamp(),
     }

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,14 +34,6 @@ from musify.sim.faults import FaultRates
 pytestmark = [pytest.mark.spark, pytest.mark.broker, pytest.mark.slow]
 
 START = datetime(2024, 3, 18, tzinfo=UTC)
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[tuple[str, Path, int]]:
-    port = free_port()
-    home = tmp_path / "broker-home"
-    with running_broker(port, home) as bootstrap:
-        yield bootstrap, home, port
 
 
 def produce(

@@ -114,4 +114,52 @@ def test_the_block_parser_agrees_with_the_one_by_one_rules() -> None:
 @pytest.mark.parametrize("topic", list(TOPICS))
 def test_lake_columns_follow_the_event_schema(topic: str) -> None:
     names = [f.name for f in lake_schema(TOPICS[topic])]
-    assert names == [*TOPICS[topic].field_names, *parse.KAFKA_COLUMNS]
+    assert names == [*TOPICS[topic].field_names, *parse.KAFKA_COLUMNS, parse.EXTRA_COLUMN]
+    assert parse.EXTRA_COLUMN not in TOPICS[topic].field_names
+
+
+def test_unknown_fields_are_kept_and_counted_never_dropped() -> None:
+    """Whatever path a message takes (a block parsed at once, or one by one next to a
+    bad message), its unknown fields are kept exactly and counted per field."""
+    plain = orjson.dumps(listen())
+    odd = orjson.dumps(listen(mood="happy", extra={"nested": [1, None]}))
+    nulls = orjson.dumps(listen(flag=None))
+    blocks = {
+        "at once": [plain] * 10 + [odd] + [plain] * 10 + [nulls],
+        "one by one": [plain] * 3 + [odd, b"bad", nulls],
+        "mixed types": [orjson.dumps(listen(mood=m)) for m in ("a", 1, [2])] * 30,
+    }
+    for name, block in blocks.items():
+        parsed = parse_values(LISTEN, pa.array(block, pa.binary()))
+        extra = parsed.extra_column().to_pylist()
+        for i, value in enumerate(block):
+            if i in parsed.reasons:
+                continue
+            event = orjson.loads(value)
+            unknown = {k: v for k, v in event.items() if k not in LISTEN.field_names}
+            assert (orjson.loads(extra[i]) if extra[i] else {}) == unknown, (name, i)
+        expected: dict[str, int] = {}
+        for i, value in enumerate(block):
+            if i not in parsed.reasons:
+                for k in orjson.loads(value):
+                    if k not in LISTEN.field_names:
+                        expected[k] = expected.get(k, 0) + 1
+        assert parsed.unknown_fields == expected, name
+    assert parse_values(LISTEN, pa.array(blocks["at once"])).unknown_fields == {
+        "mood": 1,
+        "extra": 1,
+        "flag": 1,
+    }
+
+
+def test_events_from_the_future_are_quarantined() -> None:
+    now = 1_710_774_000_000
+    ahead = [listen(ts=now + 299_000), listen(ts=now + 301_000), listen(ts=4_102_444_800_000)]
+    block = [orjson.dumps(e) for e in [listen(ts=now - 5_000), *ahead]] * 20
+    parsed = parse_values(LISTEN, pa.array(block, pa.binary()), not_after_ms=now + 300_000)
+    bad = sorted(parsed.reasons)
+    assert bad == [i for i in range(len(block)) if i % 4 in (2, 3)]
+    assert "2100-01-01T00:00:00.000+00:00 is in the future" in parsed.reasons[3]
+    assert "MUSIFY_MAX_EVENT_FUTURE_SECONDS" in parsed.reasons[3]
+    # without the stream's clock (e.g. files), nothing is refused for its time
+    assert parse_values(LISTEN, pa.array(block, pa.binary())).reasons == {}

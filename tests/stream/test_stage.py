@@ -118,3 +118,50 @@ def test_a_task_holding_many_rows_writes_as_it_goes(
         for o in pq.read_table(tmp_path / "t" / r["path"]).column("kafka_offset").to_pylist()
     ]
     assert sorted(offsets) == list(range(200))
+
+
+def test_a_task_reports_partition_marks_unknown_fields_and_refuses_the_future(
+    tmp_path: Path,
+) -> None:
+    now_ms = int(INGESTED.timestamp() * 1000)
+    events = [
+        listen(ts=now_ms - 60_000, itemInSession=1),
+        listen(ts=now_ms - 30_000, itemInSession=2, mood="calm"),
+        listen(ts=4_102_444_800_000, itemInSession=3),  # the year 2100
+        listen(ts=now_ms + 60_000, itemInSession=4, mood="ok", extra=1),  # skew: allowed
+    ]
+    batch = kafka_batch([("listen_events", i, orjson.dumps(e)) for i, e in enumerate(events)])
+    parts = pa.array([0, 1, 0, 1], pa.int32())
+    batch = batch.set_column(batch.schema.get_field_index("partition"), "partition", parts)
+    out = next(
+        stage_partition(
+            iter([batch]),
+            str(tmp_path),
+            "t",
+            int(INGESTED.timestamp() * 1e6),
+            not_after_ms=now_ms + 300_000,
+        )
+    )
+    staged = stage.collect_results(out.to_pylist(), "t")
+    assert staged.rows == {"listen_events": 3, "_quarantine": 1}
+    ms = lambda m: datetime.fromtimestamp(m / 1000, UTC)  # noqa: E731
+    assert staged.marks == {
+        ("listen_events", 0): ms(now_ms - 60_000),
+        ("listen_events", 1): ms(now_ms + 60_000),
+    }
+    assert staged.unknown_fields == {"listen_events.mood": 2, "listen_events.extra": 1}
+    kept = pq.read_table(
+        tmp_path
+        / "t"
+        / next(f.key.split("/", 1)[1] for f in staged.files if f.target != "_quarantine")
+    )
+    extras = dict(
+        zip(kept.column("itemInSession").to_pylist(), kept.column("extra").to_pylist(), strict=True)
+    )
+    assert extras == {1: None, 2: '{"mood":"calm"}', 4: '{"mood":"ok","extra":1}'}
+    bad = pq.read_table(
+        tmp_path
+        / "t"
+        / next(f.key.split("/", 1)[1] for f in staged.files if f.target == "_quarantine")
+    )
+    assert bad.column("reason").to_pylist()[0].startswith("ts 2100-01-01T00:00:00.000+00:00")

@@ -92,3 +92,33 @@ def test_a_remote_lakes_status_copy_is_what_other_machines_read(tmp_path: Path) 
     open_storage(lake).write_atomic(status.LAKE_STATUS_KEY, json.dumps(record).encode())
     assert status.watermark(here) == FETCHED
     assert status.stream_status(here)["last_batch"]["batch_id"] == 4
+
+
+def test_the_event_time_watermark_is_the_slowest_active_partition() -> None:
+    from datetime import timedelta
+
+    now = datetime(2024, 3, 18, 12, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    marks = {0: (now - 3 * hour, now), 1: (now - 2 * hour, now), 2: (now - 4 * hour, now)}
+    assert status.event_watermark_of(marks, now) == now - 4 * hour
+    # one event far in the future moves its own partition's mark, never the minimum
+    future = {**marks, 1: (datetime(2100, 1, 1, tzinfo=UTC), now)}
+    assert status.event_watermark_of(future, now) == now - 4 * hour
+    # a partition that committed nothing for a while (its users left) stops holding it back
+    idle = {**marks, 2: (now - 9 * hour, now - timedelta(seconds=status.IDLE_AFTER_S + 1))}
+    assert status.event_watermark_of(idle, now) == now - 3 * hour
+    stale = {p: (ev, now - 2 * hour) for p, (ev, _) in marks.items()}
+    assert status.event_watermark_of(stale, now) == now - 4 * hour  # none active: all count
+    assert status.event_watermark_of({}, now) is None
+
+
+def test_event_marks_survive_a_restart_through_the_status_record(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    assert status.event_marks_from(status.last_record(settings)) == {}
+    marks = {"0": ["2024-03-18T10:00:00+00:00", AT], "1": ["garbage", AT]}
+    report = status.BatchReport(batch_id=4, event_marks=marks, event_watermark=AT)
+    status.record(settings, report, {"epoch": 1.0})
+    assert status.event_marks_from(status.last_record(settings)) == {
+        0: (datetime(2024, 3, 18, 10, tzinfo=UTC), FETCHED)
+    }
+    assert status.event_watermark(settings) == FETCHED

@@ -138,3 +138,28 @@ def test_a_writer_waits_for_the_file_lock_then_fails_clearly(tmp_path: Path) -> 
             DuckDBWarehouse(path, lock_wait_s=0.2)
         DuckDBWarehouse(path, lock_wait_s=60).close()  # opens once the holder exits
         assert proc.wait() == 0
+
+
+def test_unknown_fields_reach_raw_and_older_warehouses_gain_the_column(
+    tmp_path: Path, lake_and_events: Any
+) -> None:
+    import pyarrow.parquet as pq
+
+    lake, evs = lake_and_events
+    path = tmp_path / "wh.duckdb"
+    wh = DuckDBWarehouse(path)
+    # a raw table as an earlier version made it, before the lake had `extra`
+    wh.con.execute("create schema raw")
+    wh.con.execute("create table raw.listen_events (sessionId bigint, event_hour timestamp)")
+    # a lake file an earlier version wrote, without the column
+    old = next((lake.local_root / "listen_events").rglob("*.parquet"))
+    pq.write_table(pq.read_table(old).drop_columns(["extra"]), old)
+    odd = [dict(e, sessionId=e["sessionId"] + 10**9, mood="calm") for e in evs["listen_events"][:3]]
+    write_events(lake, {"listen_events": odd}, 8, first_offset={"listen_events": 10**6})
+    hours = hours_between(START, START + timedelta(hours=6))
+    wh.load_hours(lake, hours)
+    got = wh.con.execute(
+        "select sessionId >= 1000000000, count(*), count(extra), any_value(extra) "
+        "from raw.listen_events group by all order by all"
+    ).fetchall()
+    assert got == [(False, len(evs["listen_events"]), 0, None), (True, 3, 3, '{"mood":"calm"}')]

@@ -15,13 +15,14 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from musify.events import TOPICS
 from musify.lake.commit import BatchCommit, StagedFile, commit_batch
 from musify.lake.layout import STAGING, Lake, hour_folder
-from musify.stream.parse import lake_schema
+from musify.stream.parse import EXTRA_COLUMN, lake_schema
 
 _MS_TIMESTAMPS = ("ts", "registration")
 
@@ -64,6 +65,7 @@ def write_events(
                 lambda names=names: {n: [] for n in names}  # type: ignore[misc]
             )
             offset = (first_offset or {}).get(topic, 0)
+            known = set(TOPICS[topic].field_names)
             for e in evs:
                 cols = by_hour[_hour_of(int(e["ts"]))]
                 for name in schema.names:
@@ -71,6 +73,12 @@ def write_events(
                     if name in _MS_TIMESTAMPS and v is not None:
                         v = datetime.fromtimestamp(v / 1000, UTC)
                     cols[name].append(v)
+                # fields the schema does not know go to `extra`, as the stream keeps them
+                cols[EXTRA_COLUMN][-1] = (
+                    orjson.dumps({k: e[k] for k in e if k not in known}).decode()
+                    if e.keys() - known
+                    else None
+                )
                 cols["kafka_partition"][-1] = partition
                 cols["kafka_offset"][-1] = offset
                 cols["kafka_timestamp"][-1] = cols["ts"][-1]

@@ -49,44 +49,41 @@ class Readiness:
     ready: bool
     #: Produce time: every message acknowledged before it is committed in the lake.
     watermark: datetime | None
-    #: Event time: the newest event the lake holds.
-    newest_event: datetime | None
+    #: Event time: how far the committed events have come (musify.stream.status).
+    event_watermark: datetime | None
     needed: datetime
 
     def describe(self) -> str:
         if self.watermark is None:
             return f"the stream has no watermark yet (needs {self.needed.isoformat()})"
-        if self.newest_event is None:
+        if self.event_watermark is None:
             return f"the lake has no event yet (needs one after {self.needed.isoformat()})"
         state = "has passed" if self.ready else "has not passed"
         return (
-            f"stream watermark {self.watermark.isoformat()} and newest event "
-            f"{self.newest_event.isoformat()}: the stream {state} {self.needed.isoformat()}"
+            f"stream watermark {self.watermark.isoformat()} and event-time watermark "
+            f"{self.event_watermark.isoformat()}: the stream {state} {self.needed.isoformat()}"
         )
 
 
 def stream_readiness(settings: Settings, end: datetime, grace: timedelta) -> Readiness:
-    """Whether the lake holds the hours before ``end``: the stream's produce-time watermark
-    *and* the newest event in the lake are past ``end + grace``.
+    """Whether the lake holds the hours before ``end``: the stream's produce-time
+    watermark *and* its event-time watermark are past ``end + grace``.
 
-    The watermark alone is not enough: a generator replaying history produces events of
-    past hours long after those hours ended. Producers write in event-time order, so an
-    event past ``end`` in the lake means the hour's events were produced before it, and a
-    watermark past that moment means they are committed. What arrives later still is late
-    data: the look-back of the following runs loads it.
+    The produce-time watermark alone is not enough: a generator replaying history
+    produces events of past hours long after those hours ended. The event-time
+    watermark (the slowest active partition's newest committed event) past ``end``
+    means the producer had moved past the hour in every partition, and a produce-time
+    watermark past that moment means what it produced before is committed. Both come
+    from the stream's records of what it committed, and neither can be moved by one
+    event's timestamp (musify.stream.status). What arrives later still is late data:
+    the look-back of the following runs loads it.
     """
-    from musify.stream.status import stream_status, watermark
+    from musify.stream.status import event_watermark, watermark
 
-    mark = watermark(settings)
-    last = stream_status(settings).get("last_batch") or {}
-    newest = None
-    if last.get("at") and last.get("freshness_s") is not None:
-        # the job reports freshness = (time of the report) - (newest event written so far)
-        at = datetime.fromisoformat(last["at"]).astimezone(UTC)
-        newest = at - timedelta(seconds=float(last["freshness_s"]))
+    mark, events = watermark(settings), event_watermark(settings)
     needed = end + grace
-    ready = mark is not None and newest is not None and min(mark, newest) >= needed
-    return Readiness(ready, mark, newest, needed)
+    ready = mark is not None and events is not None and min(mark, events) >= needed
+    return Readiness(ready, mark, events, needed)
 
 
 def wait_for_stream(

@@ -187,11 +187,16 @@ class Stack:
         s, o, logs = self.settings, self.opts, self.settings.logs_dir
         env = self._env()
         trigger = o.trigger or s.stream_trigger
+        stream_env = env
+        if o.speed > 1:
+            # Accelerated time runs ahead of the clock by design: the stream must not
+            # quarantine the simulation's future as bad timestamps.
+            stream_env = {**env, "MUSIFY_MAX_EVENT_FUTURE_SECONDS": str(10 * 365 * 86400)}
         comps = [
             Component(
                 "stream",
                 _musify("stream", "--trigger", trigger),
-                env,
+                stream_env,
                 logs / "stream.log",
             ),
         ]

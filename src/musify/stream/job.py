@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +197,13 @@ class _BatchWriter:
         self.settings = settings
         self.reports: dict[int, status.BatchReport] = {}
         self.newest: datetime | None = None
+        self.max_future = timedelta(seconds=settings.max_event_future_seconds)
+        # Partition → (newest event committed, when), carried over a restart so the
+        # event-time watermark does not start again from nothing.
+        self.marks = status.event_marks_from(status.last_record(settings))
+
+    def event_watermark(self, now: datetime) -> datetime | None:
+        return status.event_watermark_of(self.marks, now)
 
     def __call__(self, df: Any, batch_id: int) -> None:
         t0 = time.monotonic()
@@ -208,7 +215,7 @@ class _BatchWriter:
         from musify.stream.stage import stage_batch
 
         stage = f"{STAGING}/stream/{batch_id:012d}"
-        staged = stage_batch(df, self.lake, stage, datetime.now(UTC))
+        staged = stage_batch(df, self.lake, stage, datetime.now(UTC), self.max_future)
         rows, newest = staged.rows, staged.newest
         if newest is not None and (self.newest is None or newest > self.newest):
             self.newest = newest
@@ -224,13 +231,31 @@ class _BatchWriter:
             },
         )
         self.lake.storage.remove_prefix(stage)
+        for (topic, part), mark in staged.marks.items():
+            if topic == status.EVENT_TIME_TOPIC:
+                before = self.marks.get(part)
+                self.marks[part] = (max(mark, before[0]) if before else mark, now)
+        if staged.unknown_fields:
+            log_unknown(staged.unknown_fields)
         self.reports[batch_id] = status.BatchReport(
             batch_id=batch_id,
             rows={t: rows.get(t, 0) for t in TOPIC_NAMES},
             quarantined=rows.get("_quarantine", 0),
             duration_ms=int((time.monotonic() - t0) * 1000),
             newest_event=newest.isoformat() if newest else None,
+            unknown_fields=dict(staged.unknown_fields),
         )
+
+
+def log_unknown(counts: dict[str, int]) -> None:
+    """Say once per batch which unknown fields arrived (kept in the lake's ``extra``)."""
+    listed = ", ".join(f"{name} ({n:,})" for name, n in sorted(counts.items()))
+    print(
+        f"musify stream: events carry fields the schema does not know, kept in the lake's "
+        f"extra column: {listed}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 #: Offsets keys that carry metadata, not topics (see musify.stream.kafka_source).
@@ -384,6 +409,7 @@ def run_stream(
     # Restarts begin without a watermark: only a caught-up batch of this run sets it.
     watermark: datetime | None = None
     totals: dict[str, int] = dict.fromkeys([*TOPIC_NAMES, "_quarantine"], 0)
+    unknown: dict[str, int] = {}  # "topic.field" → events that carried it
     batches = 0
     started = time.monotonic()
     last_commit: float | None = None  # when the newest batch was recorded
@@ -417,14 +443,24 @@ def run_stream(
                         rep.watermark = watermark.isoformat() if watermark else None
                         now = datetime.now(UTC)
                         rep.at = now.isoformat()
+                        events_mark = writer.event_watermark(now)
+                        rep.event_watermark = events_mark.isoformat() if events_mark else None
+                        rep.event_marks = {
+                            str(p): [ev.isoformat(), at.isoformat()]
+                            for p, (ev, at) in sorted(writer.marks.items())
+                        }
                         if writer.newest is not None:
-                            rep.freshness_s = round((now - writer.newest).total_seconds(), 1)
+                            # never negative: an event up to max_future ahead is allowed
+                            age = (now - writer.newest).total_seconds()
+                            rep.freshness_s = round(max(0.0, age), 1)
                         line = status.record(settings, rep, {"epoch": time.time()})
                         if lake.remote:  # for orchestrators on other machines
                             lake.storage.write_atomic(status.LAKE_STATUS_KEY, line)
                         print(line.decode(), file=sys.stderr, flush=True)
                         for k, v in rep.rows.items():
                             totals[k] += v
+                        for k, v in rep.unknown_fields.items():
+                            unknown[k] = unknown.get(k, 0) + v
                         totals["_quarantine"] += rep.quarantined
                         batches += 1
                         last_commit = time.monotonic()
@@ -463,6 +499,7 @@ def run_stream(
         "batches": batches,
         "rows": {t: totals[t] for t in TOPIC_NAMES},
         "quarantined": totals["_quarantine"],
+        "unknown_fields": unknown,
         "seconds": round(time.monotonic() - started, 2),
         # From the query's start (source registration, planning) until the last batch
         # was committed and recorded: the ingest itself, without Spark's start-up

@@ -11,6 +11,10 @@ bucket: on a cluster, every executor writes there directly). Only the files the
 successful tasks reported are handed to the commit, so a failed or straggling task
 attempt can add nothing to the lake. The rows reported per file must add up to the
 rows the tasks read, or the batch fails (nothing is ever dropped).
+
+Besides its files, a task reports the newest event time per Kafka partition (the
+stream's event-time watermark is built from them) and how many events carried each
+field the schema does not know (kept in the lake's ``extra`` column).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -33,14 +37,23 @@ from musify.lake.storage import open_storage
 
 #: The input columns a task needs (the native kafka format's names).
 INPUT_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp")
-#: One row per staged file; the row with an empty ``path`` counts the task's input.
-RESULT_DDL = "target string, path string, rows long, newest_ms long"
+#: What a task reports, one row each, by ``kind``: a staged ``file`` (target, path,
+#: rows, newest_ms), its ``input`` (rows read), a ``mark`` (the newest event time,
+#: newest_ms, of a target's kafka_partition) and an ``unknown`` field (rows of a target
+#: that carried the field ``name``).
+RESULT_DDL = (
+    "kind string, target string, path string, rows long, newest_ms long, "
+    "kafka_partition int, name string"
+)
 RESULT_SCHEMA = pa.schema(
     [
+        pa.field("kind", pa.string()),
         pa.field("target", pa.string()),
         pa.field("path", pa.string()),
         pa.field("rows", pa.int64()),
         pa.field("newest_ms", pa.int64()),
+        pa.field("kafka_partition", pa.int32()),
+        pa.field("name", pa.string()),
     ]
 )
 #: A task writes what it holds once it holds this many rows (bounded memory).
@@ -59,11 +72,36 @@ class _TaskWriter:
     lake_url: str
     prefix_key: str  # the batch's task folder in the lake's storage
     ingested_us: int
+    #: The latest event time accepted (epoch ms); later ones are quarantined.
+    not_after_ms: int | None = None
     prefix: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     groups: dict[tuple[str, str], list[pa.Table]] = field(default_factory=dict)
     held: int = 0
     files: int = 0
     results: list[tuple[str, str, int, int | None]] = field(default_factory=list)
+    #: (topic, Kafka partition) → the newest event time written (epoch ms).
+    marks: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: (topic, unknown field) → events that carried it.
+    unknown: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def mark(self, topic: str, partitions: pa.Array, ts_ms: np.ndarray[Any, Any]) -> None:
+        parts = np.asarray(partitions.cast(pa.int32()))
+        for p in np.unique(parts).tolist():
+            newest = int(ts_ms[parts == p].max())
+            key = (topic, int(p))
+            self.marks[key] = max(newest, self.marks.get(key, newest))
+
+    def report(self, read: int) -> pa.RecordBatch:
+        rows: list[tuple[str, str, str, int, int | None, int | None, str | None]] = [
+            ("file", t, path, n, newest, None, None) for t, path, n, newest in self.results
+        ]
+        rows.append(("input", "", "", read, None, None, None))
+        rows += [("mark", t, "", 0, ms, p, None) for (t, p), ms in self.marks.items()]
+        rows += [("unknown", t, "", n, None, None, f) for (t, f), n in self.unknown.items()]
+        return pa.RecordBatch.from_arrays(
+            [pa.array([r[i] for r in rows], RESULT_SCHEMA.field(i).type) for i in range(7)],
+            schema=RESULT_SCHEMA,
+        )
 
     def add(self, target: str, folder: str, table: pa.Table) -> None:
         if table.num_rows:
@@ -103,10 +141,14 @@ def _stage_topic(
     if topic is None:  # records of topics we do not know cannot be parsed
         good = np.zeros(n, dtype=bool)
         reasons: dict[int, str] = dict.fromkeys(range(n), "unknown topic")
-        fields = None
+        fields = extra = None
     else:
-        parsed = parse_values(topic, batch.column("value"))
+        parsed = parse_values(topic, batch.column("value"), not_after_ms=writer.not_after_ms)
         good, reasons, fields = parsed.good_mask(), parsed.reasons, parsed.fields
+        extra = parsed.extra_column() if parsed.extras else None
+        for unknown, count in parsed.unknown_fields.items():
+            key = (name, unknown)
+            writer.unknown[key] = writer.unknown.get(key, 0) + count
     if reasons:
         bad = np.fromiter(sorted(reasons), dtype=np.int64, count=len(reasons))
         rows = batch.take(pa.array(bad))
@@ -129,6 +171,8 @@ def _stage_topic(
         return
     keep = None if good.all() else pa.array(np.flatnonzero(good))
     chosen = batch if keep is None else batch.take(keep)
+    if extra is not None and keep is not None:
+        extra = extra.take(keep)
     table = lake_rows(
         topic,
         fields if keep is None else fields.take(keep),
@@ -136,8 +180,11 @@ def _stage_topic(
         chosen.column("offset"),
         chosen.column("timestamp"),
         writer.ingested_us,
+        extra,
     )
-    hours = hour_keys(fields.column("ts") if keep is None else fields.column("ts").take(keep))
+    ts = fields.column("ts") if keep is None else fields.column("ts").take(keep)
+    writer.mark(name, chosen.column("partition"), np.asarray(ts, dtype=np.int64))
+    hours = hour_keys(ts)
     if (hours == hours[0]).all():
         writer.add(name, _hour_folder(int(hours[0])), table)
         return
@@ -149,10 +196,14 @@ def _stage_topic(
 
 
 def stage_partition(
-    batches: Iterator[pa.RecordBatch], lake_url: str, prefix_key: str, ingested_us: int
+    batches: Iterator[pa.RecordBatch],
+    lake_url: str,
+    prefix_key: str,
+    ingested_us: int,
+    not_after_ms: int | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """The ``mapInArrow`` function: parse and write one task's records."""
-    writer = _TaskWriter(lake_url, prefix_key, ingested_us)
+    writer = _TaskWriter(lake_url, prefix_key, ingested_us, not_after_ms)
     day = datetime.fromtimestamp(ingested_us / 1e6, UTC).strftime("%Y-%m-%d")
     read = 0
     for batch in batches:
@@ -170,11 +221,7 @@ def stage_partition(
         if writer.held >= FLUSH_ROWS:
             writer.flush()
     writer.flush()
-    rows = [*writer.results, ("", "", read, None)]
-    yield pa.RecordBatch.from_arrays(
-        [pa.array([r[i] for r in rows], RESULT_SCHEMA.field(i).type) for i in range(4)],
-        schema=RESULT_SCHEMA,
-    )
+    yield writer.report(read)
 
 
 # -- on the driver --------------------------------------------------------------------------
@@ -189,35 +236,79 @@ class StagedBatch:
     #: The newest event time written, if any.
     newest: datetime | None
     input_rows: int
+    #: (topic, Kafka partition) → the newest event time written from that partition.
+    marks: dict[tuple[str, int], datetime] = field(default_factory=dict)
+    #: "topic.field" → events that carried that unknown field (kept in ``extra``).
+    unknown_fields: dict[str, int] = field(default_factory=dict)
 
 
-def stage_batch(df: Any, lake: Lake, stage_key: str, ingested_at: datetime) -> StagedBatch:
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def stage_batch(
+    df: Any,
+    lake: Lake,
+    stage_key: str,
+    ingested_at: datetime,
+    max_future: timedelta | None = None,
+) -> StagedBatch:
     """Write a micro-batch's records (a DataFrame with the kafka format's columns)
     under ``stage_key`` in the lake's storage: one Spark job; returns the files the
-    tasks reported. The caller removes ``stage_key`` after the commit."""
+    tasks reported. The caller removes ``stage_key`` after the commit. Events more than
+    ``max_future`` after ``ingested_at`` are quarantined."""
     lake.storage.remove_prefix(stage_key)  # what an earlier attempt of this batch left
     ingested_us = int(ingested_at.timestamp() * 1_000_000)
-    fn = partial(stage_partition, lake_url=lake.url, prefix_key=stage_key, ingested_us=ingested_us)
+    not_after_ms = (
+        None if max_future is None else int((ingested_at + max_future).timestamp() * 1000)
+    )
+    fn = partial(
+        stage_partition,
+        lake_url=lake.url,
+        prefix_key=stage_key,
+        ingested_us=ingested_us,
+        not_after_ms=not_after_ms,
+    )
     result = df.select(*INPUT_COLUMNS).mapInArrow(fn, RESULT_DDL).toArrow().to_pylist()
+    return collect_results(result, stage_key)
+
+
+def collect_results(result: list[dict[str, Any]], stage_key: str) -> StagedBatch:
+    """The batch's files, counts and marks from every task's report rows."""
     rows: dict[str, int] = {}
     newest_ms: int | None = None
     input_rows = written = 0
     files: list[StagedFile] = []
+    marks: dict[tuple[str, int], int] = {}
+    unknown: dict[str, int] = {}
     for r in result:
-        if not r["path"]:
+        kind, target = r["kind"], r["target"]
+        if kind == "input":
             input_rows += r["rows"]
-            continue
-        target, rel = r["target"], r["path"]
-        folder = rel.split("/", 1)[1].rsplit("/", 1)[0]
-        files.append(StagedFile(target, folder, f"{stage_key}/{rel}"))
-        rows[target] = rows.get(target, 0) + r["rows"]
-        written += r["rows"]
-        if r["newest_ms"] is not None:
-            newest_ms = r["newest_ms"] if newest_ms is None else max(newest_ms, r["newest_ms"])
+        elif kind == "mark":
+            key = (target, int(r["kafka_partition"]))
+            marks[key] = max(r["newest_ms"], marks.get(key, r["newest_ms"]))
+        elif kind == "unknown":
+            name = f"{target}.{r['name']}"
+            unknown[name] = unknown.get(name, 0) + r["rows"]
+        else:
+            rel = r["path"]
+            folder = rel.split("/", 1)[1].rsplit("/", 1)[0]
+            files.append(StagedFile(target, folder, f"{stage_key}/{rel}"))
+            rows[target] = rows.get(target, 0) + r["rows"]
+            written += r["rows"]
+            if r["newest_ms"] is not None:
+                newest_ms = r["newest_ms"] if newest_ms is None else max(newest_ms, r["newest_ms"])
     if written != input_rows:
         raise StagingError(
             f"the batch's tasks read {input_rows} records but staged {written} rows; "
             "nothing was committed"
         )
-    newest = None if newest_ms is None else datetime.fromtimestamp(newest_ms / 1000, UTC)
-    return StagedBatch(files, rows, newest, input_rows)
+    return StagedBatch(
+        files,
+        rows,
+        None if newest_ms is None else _utc(newest_ms),
+        input_rows,
+        {k: _utc(ms) for k, ms in marks.items()},
+        unknown,
+    )

@@ -12,6 +12,15 @@ the quarantine). It is the time the source asked the broker where its partitions
 while planning a batch that read up to exactly those ends; batches that stop short
 (``maxOffsetsPerTrigger``, a broker end the source could not confirm) keep the previous
 watermark, and a restarted job starts at null until its first caught-up batch.
+
+The ``event_watermark`` is how far the committed events have come in event time: the
+lowest, over the partitions of ``page_view_events`` (which holds every event) that
+committed something in the last ``IDLE_AFTER_S`` seconds, of the newest event time
+committed from that partition (``event_marks``). A producer writes each partition in
+event-time order, so one event with a wrong time moves one partition's mark at most,
+never the minimum; and events too far ahead of the stream's clock are quarantined
+before they count (``MUSIFY_MAX_EVENT_FUTURE_SECONDS``). Readiness of an hour needs
+both watermarks past its end (``musify.orchestration.hourly``).
 """
 
 from __future__ import annotations
@@ -43,6 +52,13 @@ class BatchReport:
     replayed: bool = False  # the batch was already committed before (a restart)
     #: Everything the broker acknowledged before this instant is in the lake (ISO UTC).
     watermark: str | None = None
+    #: Committed event time of the slowest active partition (ISO UTC), see above.
+    event_watermark: str | None = None
+    #: Partition of EVENT_TIME_TOPIC → [newest event time committed, when] (ISO UTC).
+    event_marks: dict[str, list[str]] = field(default_factory=dict)
+    #: "topic.field" → events of this batch carrying a field the schema does not know
+    #: (kept in the lake's ``extra`` column).
+    unknown_fields: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,6 +144,54 @@ def parse_watermark(text: str | None) -> datetime | None:
         return None
     moment = datetime.fromisoformat(text)
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+#: The topic whose partitions measure the stream's progress in event time: every event
+#: is a page view (musify.events).
+EVENT_TIME_TOPIC = "page_view_events"
+#: A partition that committed no event for this long stops holding the event-time
+#: watermark back (its users may simply have left).
+IDLE_AFTER_S = 600.0
+
+
+def event_watermark_of(
+    marks: dict[int, tuple[datetime, datetime]], now: datetime
+) -> datetime | None:
+    """The event-time watermark from per-partition (newest event, committed at) marks:
+    the lowest newest event of the partitions active in the last IDLE_AFTER_S seconds
+    (of all of them when none is)."""
+    if not marks:
+        return None
+    active = [ev for ev, at in marks.values() if (now - at).total_seconds() <= IDLE_AFTER_S]
+    return min(active or [ev for ev, _ in marks.values()])
+
+
+def event_marks_from(record: dict[str, Any] | None) -> dict[int, tuple[datetime, datetime]]:
+    """The ``event_marks`` of a status record (a restarted job carries them on)."""
+    out: dict[int, tuple[datetime, datetime]] = {}
+    raw = (record or {}).get("event_marks") or {}
+    if not isinstance(raw, dict):
+        return out
+    for part, pair in raw.items():
+        try:
+            ev, at = parse_watermark(pair[0]), parse_watermark(pair[1])
+            if ev is not None and at is not None:
+                out[int(part)] = (ev, at)
+        except (TypeError, ValueError, IndexError):
+            continue
+    return out
+
+
+def last_record(settings: Settings) -> dict[str, Any] | None:
+    """The latest status record, if any."""
+    return _last_batch(settings)
+
+
+def event_watermark(settings: Settings) -> datetime | None:
+    """The stream's latest event-time watermark (None before the first record that has
+    one)."""
+    last = _last_batch(settings)
+    return None if last is None else parse_watermark(last.get("event_watermark"))
 
 
 def watermark(settings: Settings) -> datetime | None:

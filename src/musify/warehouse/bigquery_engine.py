@@ -169,11 +169,20 @@ class BigQueryWarehouse(Warehouse):
             table.time_partitioning = bigquery.TimePartitioning(
                 type_=bigquery.TimePartitioningType.DAY, field="event_hour"
             )
-            self.client.create_table(table, exists_ok=True)
+            existing = self.client.create_table(table, exists_ok=True)
+            self._add_missing_columns(existing, table.schema)
         meta = bigquery.Table(
             self.table_id(SONG_METADATA), schema=bigquery_schema(song_metadata_columns())
         )
         self.client.create_table(meta, exists_ok=True)
+
+    def _add_missing_columns(self, table: Any, wanted: list[Any]) -> None:
+        """Append (nullable) the columns a table made by an earlier version lacks."""
+        have = {f.name for f in table.schema}
+        missing = [f for f in wanted if f.name not in have]
+        if missing:
+            table.schema = [*table.schema, *missing]
+            self.client.update_table(table, ["schema"])
 
     def _staging_table(self, name: str, columns: list[tuple[str, str]]) -> str:
         from google.cloud import bigquery

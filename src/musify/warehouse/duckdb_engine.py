@@ -42,8 +42,15 @@ def _q(name: str) -> str:
 
 
 def _create(con: Any, table: str, columns: list[tuple[str, str]]) -> None:
+    """Create the table, or add the columns a table made by an earlier version lacks
+    (new columns are nullable and appended, so older rows read as null)."""
     cols = ", ".join(f"{_q(n)} {_SQL_TYPES[t]}" for n, t in columns)
     con.execute(f"CREATE TABLE IF NOT EXISTS {RAW_SCHEMA}.{table} ({cols})")
+    for name, kind in columns:
+        con.execute(
+            f"ALTER TABLE {RAW_SCHEMA}.{table} ADD COLUMN IF NOT EXISTS {_q(name)} "
+            f"{_SQL_TYPES[kind]}"
+        )
 
 
 class WarehouseLocked(MusifyError):

@@ -23,6 +23,8 @@ LAKE_EXTRA = (
     ("kafka_offset", "long"),
     ("kafka_timestamp", "timestamp"),
     ("ingested_at", "timestamp"),
+    # the fields an event carried that its schema does not know (a JSON object)
+    ("extra", "string"),
 )
 LOAD_EXTRA = (("event_hour", "timestamp"), ("loaded_at", "timestamp"))
 
@@ -95,6 +97,7 @@ _EXTRA_DOCS = {
     "kafka_offset": "Kafka offset of the event",
     "kafka_timestamp": "when the event was produced to Kafka",
     "ingested_at": "when the stream's micro-batch read it",
+    "extra": "the fields the event carried that the schema does not know (JSON), or null",
     "event_hour": "the hour of ts, the unit of loading",
     "loaded_at": "when musify batch loaded it",
     "source_sha256": "SHA-256 of the songs.csv the rows came from",
