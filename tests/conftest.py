@@ -265,3 +265,14 @@ def bq_settings(bq_emulator: Emulator, tmp_path: Path, monkeypatch: pytest.Monke
         bq_raw_dataset=f"raw_{tag}",
         bq_api_endpoint=bq_emulator.endpoint,
     )
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[tuple[str, Path, int]]:
+    """A fresh local broker: (bootstrap servers, its home, its port)."""
+    from musify.broker.local import free_port, running_broker
+
+    port = free_port()
+    home = tmp_path / "broker-home"
+    with running_broker(port, home) as bootstrap:
+        yield bootstrap, home, port

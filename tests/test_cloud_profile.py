@@ -92,12 +92,14 @@ def test_generate_stream_to_gcs_batch_into_bigquery_and_a_dashboard_query(
             "local[2]",
         )
 
-    # The lake is in the bucket, and only there.
-    lake = Lake(settings.lake_root)
+    # The lake's tables are in the bucket (their catalog under MUSIFY_HOME), and only there.
+    lake = Lake.from_settings(settings)
     assert lake.remote and not (settings.home / "lake").exists()
     hours = [START + timedelta(hours=i) for i in range(HOURS)]
-    assert hourly.lake_counts(lake, START, end) == produced
-    assert lake.storage.list("_staging") == []
+    found = hourly.lake_counts(lake, hours).counts
+    assert {t: sum(found[h][t] for h in hours) for t in TOPIC_NAMES} == produced
+    assert lake.tables.table("listen_events").location().startswith(f"gs://{gcs_bucket}/lake/")
+    assert lake.storage.list("listen_events/metadata", ".json")
     assert lake.storage.read("_status/stream.json") is not None  # for remote orchestrators
 
     # The hourly batch: load jobs of the committed gs:// files, dbt-bigquery, reconcile
@@ -139,7 +141,7 @@ def test_a_duckdb_warehouse_loads_a_gcs_lake(
     from tests.warehouse.test_load import events
 
     evs = events(musify_cache, users=60, hours=2)
-    lake = Lake(f"gs://{gcs_bucket}/lake")
+    lake = Lake(f"gs://{gcs_bucket}/lake", f"sqlite:///{tmp_path / 'catalog.db'}")
     write_events(lake, evs, 0)
     wh = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
     try:

@@ -39,6 +39,34 @@ def test_bad_values_name_the_variable() -> None:
         load_settings(environ={"MUSIFY_HOMER": "/tmp"})
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MUSIFY_BROKER_PORT", "99999"),
+        ("MUSIFY_BROKER_PORT", "-1"),
+        ("MUSIFY_AIRFLOW_PORT", "0"),
+        ("MUSIFY_DASHBOARD_PORT", "65536"),
+        ("MUSIFY_WORKERS", "-3"),
+        ("MUSIFY_BATCH_LOOKBACK_HOURS", "-5"),
+        ("MUSIFY_TOPIC_PARTITIONS", "0"),
+        ("MUSIFY_TOPIC_REPLICATION", "0"),
+        ("MUSIFY_MAX_EVENT_FUTURE_SECONDS", "nan"),
+        ("MUSIFY_DASHBOARD_REFRESH_SECONDS", "0"),
+    ],
+)
+def test_numbers_out_of_range_name_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(UsageError, match=rf"{variable}='{value}': must be >") as exc:
+        load_settings(environ={variable: value})
+    assert exc.value.exit_code == 2
+
+
+def test_numbers_at_the_edges_of_their_range_are_accepted() -> None:
+    s = load_settings(
+        environ={"MUSIFY_BROKER_PORT": "65535", "MUSIFY_WORKERS": "0", "MUSIFY_AIRFLOW_PORT": "1"}
+    )
+    assert (s.broker_port, s.workers, s.airflow_port) == (65535, 0, 1)
+
+
 def test_every_setting_is_documented_in_the_readme() -> None:
     import dataclasses
 

@@ -8,6 +8,7 @@
     a reload changes it, and staging must not change when its events do not. -#}
 {% macro stage_events(topic, columns, keys=[]) -%}
 {%- set keys = [location_key_spec()] + keys -%}
+{%- set passthrough = new_event_columns(topic, columns) -%}
 with source as {{ inline_cte() }} (
   select * from {{ source('raw', topic) }}
   where {{ incremental_window('event_hour') }}
@@ -23,6 +24,8 @@ select
   ts,
   event_hour,
   {% for c in columns %}{{ c }},
+  {% endfor -%}
+  {% for c in passthrough %}{{ adapter.quote(c) }} as {{ snake_case(c) }},
   {% endfor -%}
   {{ clean_string('city') }} as city,
   {{ clean_string('zip') }} as zip,
@@ -42,6 +45,36 @@ select
   ingested_at
 from deduped
 {{- key_lookup_joins('deduped', keys) }}
+{%- endmacro %}
+
+
+{#- Event fields added to the schema (src/musify/events.py) after this model was
+    written: the raw table's columns that no expression of the model uses and that
+    are not load bookkeeping. They pass through under their snake_case names, so a new
+    optional field reaches staging without a change here (the staging models append
+    new columns: on_schema_change in dbt_project.yml). -#}
+{% macro new_event_columns(topic, columns) -%}
+  {%- set used = ['sessionId', 'itemInSession', 'ts', 'event_hour', 'city', 'zip', 'state',
+                  'userAgent', 'lat', 'lon', 'userId', 'firstName', 'lastName', 'gender',
+                  'registration', 'tag', 'kafka_partition', 'kafka_offset',
+                  'kafka_timestamp', 'ingested_at', 'loaded_at', 'lake_snapshot',
+                  'extra'] -%}
+  {%- set expressions = columns | join(' ') -%}
+  {%- set found = [] -%}
+  {%- if execute -%}
+    {%- for c in adapter.get_columns_in_relation(source('raw', topic)) -%}
+      {%- if c.name not in used
+            and not modules.re.search('\\b' ~ c.name ~ '\\b', expressions) -%}
+        {%- do found.append(c.name) -%}
+      {%- endif -%}
+    {%- endfor -%}
+  {%- endif -%}
+  {{ return(found) }}
+{%- endmacro %}
+
+{#- camelCase -> snake_case, as the staging models name the event fields. -#}
+{% macro snake_case(name) -%}
+  {{ return(modules.re.sub('([a-z0-9])([A-Z])', '\\1_\\2', name) | lower) }}
 {%- endmacro %}
 
 

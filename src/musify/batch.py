@@ -199,7 +199,7 @@ def run_batch(
     back = settings.batch_lookback_hours if lookback_hours is None else lookback_hours
     loaded_from = start - timedelta(hours=max(0, back))
     settings.ensure_dirs()
-    lake = Lake(settings.lake_root)
+    lake = Lake.from_settings(settings)
     t0 = time.monotonic()
     rows: dict[str, dict[str, int]] = {}
     missing: tuple[str, ...] = ()

@@ -2,20 +2,30 @@
 
 Commands parse options, call one API function and render the result with Rich. No
 behaviour lives here that a Python user could not get from the API.
+
+Every failure ends in one line on stderr, ``error: ...``, and an exit code: 2 for bad
+input (an option, a setting, a file the user gave; ``UsageError``), 1 for everything
+else (``MusifyError``: an unreachable broker, another instance already running, a
+damaged file; and unexpected exceptions). ``musify --debug ...`` adds the traceback.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
 from typing import Annotated, Any, NoReturn
 
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from musify.errors import MusifyError, UsageError
@@ -30,17 +40,54 @@ app = typer.Typer(
 )
 broker_app = typer.Typer(help="The local Kafka-protocol development broker.", no_args_is_help=True)
 app.add_typer(broker_app, name="broker")
+lake_app = typer.Typer(
+    help="The lake's Iceberg tables: maintenance, conversion, what they hold.",
+    no_args_is_help=True,
+)
+app.add_typer(lake_app, name="lake")
 
 err = Console(stderr=True)
 out = Console()
+
+#: Set by ``musify --debug``: failures show their traceback.
+_debug = False
+#: The longest ``--days``: a window from 1970 on ends within the year 9999 (later
+#: starts are checked against the same limit when the window is known).
+MAX_DAYS = 2_932_896
+PORT = {"min": 1, "max": 65535}
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="On a failure, show the Python traceback too."),
+    ] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
+def _above_zero(value: float | None) -> float | None:
+    """Option callback: a number that must be > 0 (typer's ``min`` includes the bound)."""
+    if value is not None and not value > 0:  # NaN too
+        raise typer.BadParameter(f"{value:g} is not > 0")
+    return value
 
 
 def _settings(**overrides: Any) -> Settings:
     return load_settings(None, **overrides)
 
 
+def _error_line(message: str) -> None:
+    """``error: message`` as one line on stderr, whatever the message holds."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
 def _fail(exc: MusifyError) -> NoReturn:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    if _debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -61,17 +108,24 @@ def generate(
         Path | None,
         typer.Option("--config", "-c", help="eventsim JSON config file (default: Musify's own)."),
     ] = None,
-    nusers: Annotated[int | None, typer.Option("--nusers", "-n", help="Initial users.")] = None,
-    growth_rate: Annotated[float | None, typer.Option(help="Annual growth rate.")] = None,
-    attrition_rate: Annotated[float | None, typer.Option(help="Annual attrition rate.")] = None,
+    nusers: Annotated[
+        int | None, typer.Option("--nusers", "-n", min=1, help="Initial users.")
+    ] = None,
+    growth_rate: Annotated[float | None, typer.Option(min=0, help="Annual growth rate.")] = None,
+    attrition_rate: Annotated[
+        float | None, typer.Option(min=0, help="Annual attrition rate.")
+    ] = None,
     start_time: Annotated[
         str | None,
         typer.Option(help="Window start: ISO date-time (UTC unless it has an offset) or now-2d."),
     ] = None,
     end_time: Annotated[str | None, typer.Option(help="Window end (exclusive).")] = None,
-    days: Annotated[float | None, typer.Option(help="Window length in days.")] = None,
+    days: Annotated[
+        float | None,
+        typer.Option(max=MAX_DAYS, callback=_above_zero, help="Window length in days (> 0)."),
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    first_user_id: Annotated[int | None, typer.Option(help="First user id.")] = None,
+    first_user_id: Annotated[int | None, typer.Option(min=0, help="First user id.")] = None,
     tag: Annotated[str | None, typer.Option(help="Tag added to identified events.")] = None,
     catalog: Annotated[
         Path | None,
@@ -89,12 +143,15 @@ def generate(
         str, typer.Option(help="The topic --stdout writes (page_view_events holds every event).")
     ] = "page_view_events",
     partitions: Annotated[
-        int | None, typer.Option(help="Partitions of topics created on Kafka.")
+        int | None, typer.Option(min=1, help="Partitions of topics created on Kafka.")
     ] = None,
     continuous: Annotated[
         bool, typer.Option("--continuous", help="After the history, keep going in real time.")
     ] = False,
-    speed: Annotated[float, typer.Option(help="Simulated seconds per wall-clock second.")] = 1.0,
+    speed: Annotated[
+        float,
+        typer.Option(callback=_above_zero, help="Simulated seconds per wall-clock second."),
+    ] = 1.0,
     resume: Annotated[
         bool,
         typer.Option(
@@ -118,7 +175,8 @@ def generate(
         ),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes (default: one per CPU core).")
+        int | None,
+        typer.Option(min=0, help="Worker processes (default, or 0: one per CPU core)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     json_summary: Annotated[
@@ -317,7 +375,7 @@ def stream(
         ),
     ] = False,
     max_offsets_per_trigger: Annotated[
-        int | None, typer.Option(help="At most this many messages per micro-batch.")
+        int | None, typer.Option(min=1, help="At most this many messages per micro-batch.")
     ] = None,
     json_summary: Annotated[
         bool, typer.Option("--json", help="Print the final summary as JSON on stdout.")
@@ -371,8 +429,9 @@ def batch(
     lookback: Annotated[
         int | None,
         typer.Option(
+            min=0,
             help="Also re-load this many hours before --start, for late events "
-            "(default: MUSIFY_BATCH_LOOKBACK_HOURS, 2)."
+            "(default: MUSIFY_BATCH_LOOKBACK_HOURS, 2).",
         ),
     ] = None,
     no_dbt: Annotated[
@@ -387,10 +446,10 @@ def batch(
     ] = "load,transform,reconcile,publish",
     wait_timeout: Annotated[
         float,
-        typer.Option(help="wait: seconds to wait for the stream (exit 75 when not ready)."),
+        typer.Option(min=0, help="wait: seconds to wait for the stream (exit 75 when not ready)."),
     ] = 0.0,
     grace: Annotated[
-        int, typer.Option(help="wait: seconds past --end the stream must have reached.")
+        int, typer.Option(min=0, help="wait: seconds past --end the stream must have reached.")
     ] = 60,
     full_refresh: Annotated[
         bool,
@@ -434,13 +493,14 @@ def batch(
                 full_refresh=full_refresh,
             )
             doc.update(result.as_dict())
-        counts = None
+        checked = None
         if "reconcile" in chosen or "publish" in chosen:
-            counts = hourly.reconcile(settings, first, last)
-            doc["reconciled"] = {h.isoformat(): c for h, c in counts.items()}
-        if "publish" in chosen and counts is not None:
-            hourly.publish(settings, counts)
-            doc["published"] = [h.isoformat() for h in counts]
+            checked = hourly.reconcile(settings, first, last)
+            doc["reconciled"] = {h.isoformat(): c for h, c in checked.counts.items()}
+            doc["lake_snapshots"] = {h.isoformat(): s for h, s in checked.snapshots.items()}
+        if "publish" in chosen and checked is not None:
+            hourly.publish(settings, checked)
+            doc["published"] = [h.isoformat() for h in checked.counts]
     except MusifyError as exc:
         _fail(exc)
     if json_summary:
@@ -465,7 +525,7 @@ def batch(
 @app.command()
 def dashboard(
     port: Annotated[
-        int | None, typer.Option(help="Port (default: MUSIFY_DASHBOARD_PORT, 8501).")
+        int | None, typer.Option(**PORT, help="Port (default: MUSIFY_DASHBOARD_PORT, 8501).")
     ] = None,
     host: Annotated[
         str | None, typer.Option(help="Interface (default: MUSIFY_BIND_HOST, 127.0.0.1).")
@@ -490,15 +550,18 @@ def dashboard(
 
 @app.command()
 def up(
-    users: Annotated[int, typer.Option(help="Simulated users (fixed at the first up).")] = 1000,
+    users: Annotated[
+        int, typer.Option(min=1, help="Simulated users (fixed at the first up).")
+    ] = 1000,
     history: Annotated[
         str, typer.Option(help="Simulated history before now, e.g. 2d, 6h (first up only).")
     ] = "2d",
     catchup_hours: Annotated[
         int,
         typer.Option(
+            min=0,
             help="The last N complete hours of history are published by hourly DAG runs; "
-            "older history by one backfill run (first up only)."
+            "older history by one backfill run (first up only).",
         ),
     ] = 2,
     trigger: Annotated[
@@ -576,7 +639,9 @@ def status(
 
 @broker_app.command("start")
 def broker_start(
-    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default 9092).")] = None,
+    port: Annotated[
+        int | None, typer.Option(**PORT, help="Port on 127.0.0.1 (default 9092).")
+    ] = None,
 ) -> None:
     """Start the local broker in the background and print its bootstrap address."""
     from musify.broker.local import start_broker
@@ -617,12 +682,189 @@ def broker_status() -> None:
         raise typer.Exit(1)
 
 
-def main() -> None:
+@lake_app.command("maintain")
+def lake_maintain(
+    retention_hours: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Expire snapshots older than this (default: "
+            "MUSIFY_LAKE_SNAPSHOT_RETENTION_HOURS, 24).",
+        ),
+    ] = None,
+    orphan_age_hours: Annotated[
+        float, typer.Option(min=0, help="Remove unreferenced files older than this.")
+    ] = 24.0,
+    closed_before: Annotated[
+        str | None,
+        typer.Option(help="Compact partitions that ended before this (default: now-2h)."),
+    ] = None,
+    json_summary: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Compact closed hours, expire old snapshots, remove orphan files (safe while the
+    stream writes; changes no reader's counts)."""
+    from datetime import timedelta
+
+    from musify.lake import Lake
+    from musify.lake.maintenance import maintain
+
     try:
-        app()
-    except MusifyError as exc:  # raised outside a command, e.g. bad MUSIFY_* variables
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        sys.exit(exc.exit_code)
+        settings = _settings()
+        hours = (
+            settings.lake_snapshot_retention_hours if retention_hours is None else retention_hours
+        )
+        report = maintain(
+            Lake.from_settings(settings),
+            retention=timedelta(hours=hours),
+            orphan_age=timedelta(hours=orphan_age_hours),
+            closed_before=_time(closed_before, "--closed-before"),
+        )
+    except MusifyError as exc:
+        _fail(exc)
+    if json_summary:
+        sys.stdout.write(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    t = Table(title="musify lake maintain", header_style="bold")
+    for col in ("table", "partitions compacted", "files", "snapshots expired", "orphans removed"):
+        t.add_column(col, justify="left" if col == "table" else "right")
+    for name, r in report.tables.items():
+        files = f"{r.files_before:,} → {r.files_after:,}" if r.partitions_compacted else "-"
+        t.add_row(
+            name,
+            f"{r.partitions_compacted:,}",
+            files,
+            f"{r.snapshots_expired:,}",
+            f"{r.orphans_removed:,}",
+        )
+    err.print(t)
+    err.print(f"done in {report.seconds:.1f} s", highlight=False)
+
+
+@lake_app.command("migrate")
+def lake_migrate() -> None:
+    """Convert a lake written by Musify before Iceberg (Parquet files and _commits/
+    records) into the lake's tables, in place, once."""
+    from musify.lake import Lake
+    from musify.lake.migrate import migrate
+
+    try:
+        settings = _settings()
+        lake = Lake.from_settings(settings)
+        err.print(f"migrating {lake.url} into Iceberg tables …", highlight=False)
+        report = migrate(
+            lake, settings.checkpoint_location, lambda m: err.print(m, highlight=False)
+        )
+    except MusifyError as exc:
+        _fail(exc)
+    err.print(
+        f"migrated {report.batches:,} batches: "
+        + ", ".join(f"{n} {r:,} rows" for n, r in report.rows.items())
+        + f"; {report.removed:,} files of an interrupted batch removed",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@lake_app.command("tables")
+def lake_tables(
+    json_out: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Each table: its location, current snapshot, rows, data files, last batch."""
+    from musify.lake import Lake
+    from musify.lake.tables import describe_tables
+
+    try:
+        rows = describe_tables(Lake.from_settings(_settings()))
+    except MusifyError as exc:
+        _fail(exc)
+    if json_out:
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    t = Table(title="musify lake tables", header_style="bold")
+    for col in ("table", "rows", "data files", "snapshots", "last batch", "location"):
+        t.add_column(col, justify="right" if col not in ("table", "location") else "left")
+    for r in rows:
+        t.add_row(
+            r["table"],
+            f"{r['rows']:,}",
+            f"{r['data_files']:,}",
+            f"{r['snapshots']:,}",
+            str(r["last_batch"]),
+            r["location"],
+        )
+    out.print(t)
+
+
+def _open_file_in(tb: TracebackType | None) -> str | None:
+    """The name of an open file a frame of ``tb`` was using, innermost first: where a
+    write failed when the error does not say (``f.write`` raises without a file name)."""
+    frames = [frame for frame, _ in traceback.walk_tb(tb)]
+    for frame in reversed(frames):
+        for value in frame.f_locals.values():
+            name = getattr(value, "name", None)
+            if isinstance(value, io.IOBase) and isinstance(name, str) and name:
+                return name
+    return None
+
+
+def describe(exc: BaseException) -> str:
+    """One line for an exception no command turned into a ``MusifyError``."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        where = exc.filename or _open_file_in(exc.__traceback__)
+        cause = (
+            "no space left on device"
+            if exc.errno == errno.ENOSPC
+            else (exc.strerror or errno.errorcode.get(exc.errno, str(exc.errno))).lower()
+        )
+        message = f"{cause} ({where})" if where else cause
+        if exc.errno == errno.ENOSPC:
+            message += ": free some space and run the command again"
+    else:
+        text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        if len(text) > 400:
+            text = text[:400] + " …"
+        kind = type(exc).__qualname__
+        module = type(exc).__module__
+        if module not in ("builtins", "__main__"):
+            kind = f"{module.split('.')[0].lstrip('_')}.{kind}"
+        message = f"{kind}: {text}" if text else kind
+    return f"{message} (rerun with --debug for the traceback)"
+
+
+def run(args: list[str] | None = None) -> int:
+    """Run the command line ``args`` (default: ``sys.argv[1:]``); its exit code.
+
+    Parsing errors (an unknown option, a value out of range) are one line with exit 2,
+    as bad input is; without ``--debug`` no failure prints a traceback."""
+    global _debug
+    _debug = False  # until the options say otherwise
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args, prog_name="musify", standalone_mode=False)
+    except typer.TyperException as exc:  # Click's usage errors, raised before a command runs
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            return exc.exit_code  # `musify` alone: the help is printed already
+        where = getattr(getattr(exc, "ctx", None), "command_path", "musify")
+        _error_line(f"{exc.format_message()} (see `{where} --help`)")
+        return exc.exit_code
+    except typer.Abort:
+        _error_line("aborted")
+        return 1
+    except MusifyError as exc:  # raised outside a command's own handling
+        if _debug:
+            traceback.print_exception(exc, file=sys.stderr)
+        _error_line(str(exc))
+        return exc.exit_code
+    except Exception as exc:
+        if _debug:
+            raise
+        _error_line(describe(exc))
+        return 1
+    return code if isinstance(code, int) else 0
+
+
+def main() -> None:
+    sys.exit(run())
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Errors a user can act on.
 
 Every error that reaches the CLI as a ``MusifyError`` is printed as one line and exits
-with ``exit_code``; anything else is a bug and keeps its traceback.
+with ``exit_code``. Anything else is unexpected: the CLI prints it as one line too
+(its type and message; a full disk names the file) with exit code 1, and ``musify
+--debug`` shows its traceback.
 """
 
 from __future__ import annotations

@@ -47,6 +47,15 @@ class Settings:
     workers: int = 0
     #: The lake: a folder, or a gs:// URL; empty means MUSIFY_HOME/lake.
     lake: str = ""
+    #: The lake's Iceberg catalog: empty means SQLite in a local lake's folder
+    #: (lake/catalog.db), or at MUSIFY_HOME/catalog.db for a gs:// lake; else a
+    #: SQLAlchemy URL (postgresql+psycopg2://...) or an Iceberg REST catalog's http(s) URL.
+    iceberg_catalog: str = ""
+    #: Lake snapshots older than this are expired (by the stream hourly, and the daily
+    #: maintenance): time travel, and reproducing a published hour, reach back this far.
+    #: Every commit rewrites a table's metadata with all its snapshots, so it costs more
+    #: the more snapshots a table keeps (benchmarks/README.md).
+    lake_snapshot_retention_hours: float = 24.0
     #: The stream's Spark checkpoint; empty means MUSIFY_HOME/checkpoints/stream. On a
     #: cluster, a location every Spark node and restart sees (gs:// with Spark's GCS
     #: connector, or HDFS).
@@ -212,8 +221,36 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             known = ", ".join(ENV_PREFIX + f.upper() for f in sorted(fields))
             raise UsageError(f"unknown environment variable {key} (known: {known})")
         values[name] = _parse(key, raw, hints[name])
+        _check_range(name, values[name], f"environment variable {key}={raw!r}")
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)
+
+
+#: Allowed ranges of numeric settings: (lowest, highest, lowest excluded).
+_RANGES: dict[str, tuple[float, float, bool]] = {
+    "broker_port": (1, 65535, False),
+    "airflow_port": (1, 65535, False),
+    "dashboard_port": (1, 65535, False),
+    "topic_partitions": (1, 1_000_000, False),
+    "topic_replication": (1, 1000, False),
+    "workers": (0, 4096, False),
+    "batch_lookback_hours": (0, 24 * 366, False),
+    "lake_snapshot_retention_hours": (0, float("inf"), False),
+    "max_event_future_seconds": (0, float("inf"), False),
+    "dashboard_refresh_seconds": (0, 86400, True),
+}
+
+
+def _check_range(name: str, value: Any, where: str) -> None:
+    """A ``UsageError`` naming ``where`` (the variable) when ``value`` is out of range."""
+    if name not in _RANGES or not isinstance(value, int | float):
+        return
+    low, high, open_low = _RANGES[name]
+    if value != value or value < low or (open_low and value == low) or value > high:  # NaN too
+        bound = f"> {low:g}" if open_low else f">= {low:g}"
+        if high != float("inf"):
+            bound += f" and <= {high:g}"
+        raise UsageError(f"{where}: must be {bound}")
 
 
 __all__ = ["ENV_PREFIX", "Settings", "is_loopback", "load_settings"]

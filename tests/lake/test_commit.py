@@ -1,105 +1,147 @@
-"""The lake's commit protocol, without Spark: staged files in, exactly once."""
+"""The committer: each micro-batch once per table, a crash between two tables' commits,
+one writer (fencing), and checkpoints that cannot be the lake's refused."""
 
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
+from datetime import UTC, datetime
+from typing import Any
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from musify.lake import Lake, commit_batch, committed_batches
-from musify.lake.commit import StagedFile
-from musify.lake.layout import batch_of, part_name
+from musify.lake import Lake, LakeError
+from musify.lake.commit import Committer, Fenced, TableBatch, data_prefix
+from musify.lake.schema import arrow_schema, table_names
+from tests.lake.conftest import T0, listen, rows
+
+CKPT = "/ckpt/stream"
 
 
-def stage(lake: Lake, name: str, topic: str, hours: dict[str, list[int]]) -> list[StagedFile]:
-    """Stage one file per hour under the lake's ``_staging/``, as writers do."""
-    files = []
-    for hour, values in hours.items():
-        date, hh = hour.split("T")
-        folder = f"date={date}/hour={hh}"
-        key = f"_staging/{name}/{topic}/{folder}/part-00000-abc.parquet"
-        with lake.storage.open_write(key) as f:
-            pq.write_table(pa.table({"v": values}), f)
-        files.append(StagedFile(topic, folder, key))
-    return files
+def files(lake: Lake, table: str, batch: int, n: int, first: int = 0) -> TableBatch:
+    """One data file of ``n`` listen events in the batch's folder of ``table``."""
+    schema = arrow_schema(table)
+    events = [listen(i, T0 + i) for i in range(first, first + n)]
+    cols: dict[str, list[Any]] = {name: [] for name in schema.names}
+    for e in events:
+        for name in schema.names:
+            v = e.get(name)
+            if name in ("ts", "registration"):
+                v = datetime.fromtimestamp(v / 1000, UTC)
+            cols[name].append(v)
+    cols["kafka_partition"] = [0] * n
+    cols["kafka_offset"] = list(range(first, first + n))
+    cols["kafka_timestamp"] = cols["ts"]
+    cols["ingested_at"] = [datetime.now(UTC)] * n
+    key = f"{data_prefix(table, batch)}/h/part-{uuid.uuid4().hex}.parquet"
+    with lake.storage.open_write(key) as f:
+        pq.write_table(pa.table(cols, schema=schema), f)
+    return TableBatch((lake.storage.uri(key),), n, {"0": (first, first + n - 1)})
 
 
-def read_all(lake: Lake, topic: str) -> list[int]:
-    files = lake.storage.list(topic)
-    if not files:
-        return []
-    return sorted(lake.storage.read_parquet(files)["v"].to_pylist())
+def test_claim_creates_every_table_and_records_the_writer(lake: Lake) -> None:
+    c = Committer(lake.tables, CKPT)
+    c.claim(-1)
+    for name in table_names():
+        t = lake.tables.table(name, refresh=True)
+        assert t.properties["musify.checkpoint"] == CKPT
+        assert t.properties["musify.writer"].startswith(c.writer_id)
+        assert t.properties["commit.retry.num-retries"] == "0"
+        assert t.metadata.format_version == 2
+    spec = lake.tables.table("listen_events").spec()
+    assert [(f.name, str(f.transform)) for f in spec.fields] == [("ts_hour", "hour")]
 
 
-@pytest.fixture(params=["local", "object store"])
-def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Lake:
-    """A local lake, and one on fsspec's in-memory object store (the gs:// code path)."""
-    if request.param == "local":
-        return Lake(tmp_path / "lake")
-    return Lake(f"memory://musify-test-{uuid.uuid4().hex[:8]}/lake")
+def test_a_batch_lands_once_per_table_even_after_a_crash_between_tables(lake: Lake) -> None:
+    c = Committer(lake.tables, CKPT)
+    c.claim(-1)
+    first = {"listen_events": files(lake, "listen_events", 0, 3)}
+    assert c.commit(0, first) == {"listen_events": True}
+    # the job died after listen_events' commit, before page_view_events': the replay
+    # (a new process: a fresh look at the tables) commits only what is missing
+    c = Committer(Lake(lake.root).tables, CKPT, c.writer_id)
+    assert c.pending(0) == [t for t in table_names() if t != "listen_events"]
+    replay = {
+        "listen_events": files(lake, "listen_events", 0, 3),
+        "page_view_events": files(lake, "page_view_events", 0, 3),
+    }
+    assert c.commit(0, replay) == {"listen_events": False, "page_view_events": True}
+    assert rows(lake, "listen_events").num_rows == 3
+    assert rows(lake, "page_view_events").num_rows == 3
+    snapshot = lake.tables.table("listen_events").current_snapshot()
+    assert snapshot.summary["musify.offsets"] == '{"0":[0,2]}'
 
 
-def test_names() -> None:
-    assert part_name(7, 3) == "part-b000000000007-00003.parquet"
-    assert batch_of(part_name(7, 3)) == 7
-    assert batch_of("part-00000-abc.c000.snappy.parquet") is None
+def test_a_fenced_writer_lands_nothing(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = Committer(lake.tables, CKPT)
+    a.claim(-1)
+    a.commit(0, {"listen_events": files(lake, "listen_events", 0, 2)})
+    b = Committer(Lake(lake.root).tables, CKPT)  # another process: its own catalog handle
+    b.claim(0)
+    with pytest.raises(Fenced, match="another stream claimed the lake"):
+        a.pending(1, refresh=True)
+    # without a fresh look, the commit itself finds out (its requirement fails)
+    with pytest.raises(Fenced):
+        a.commit(1, {"listen_events": files(lake, "listen_events", 1, 2, first=2)})
+    assert rows(lake, "listen_events").num_rows == 2
 
 
-def test_commit_moves_files_and_records(lake: Lake) -> None:
-    staged = stage(lake, "s0", "listen_events", {"2024-03-18T15": [1, 2], "2024-03-18T16": [3]})
-    c = commit_batch(lake, 0, staged, {"listen_events": 3})
-    assert len(c.files) == 2 and not c.already_committed
-    assert read_all(lake, "listen_events") == [1, 2, 3]
-    assert lake.storage.list("listen_events/date=2024-03-18/hour=16") == [
-        f"listen_events/date=2024-03-18/hour=16/{part_name(0, 1)}"
-    ]
-    assert committed_batches(lake) == {0}
-    assert lake.storage.list("_staging") == []  # moved, not copied
-    assert lake.storage.list("_commits", ".json") == ["_commits/000000000000.json"]
+def test_a_claim_between_the_check_and_the_commit_still_fences(lake: Lake) -> None:
+    """The stale writer checked the fence, then the other claimed: Iceberg's ref
+    requirement fails its commit (no silent retry), and the re-check stops it."""
+    a = Committer(lake.tables, CKPT)
+    a.claim(-1)
+    b = Committer(Lake(lake.root).tables, CKPT)
+    real = a.tables.table
+    calls = {"n": 0}
+
+    def table_then_claim(name: str, *, refresh: bool = False) -> Any:
+        t = real(name, refresh=refresh)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            b.claim(-1)  # after a's check of the fence and batch id, before its commit
+        return t
+
+    a.tables.table = table_then_claim  # type: ignore[method-assign]
+    with pytest.raises(Fenced):
+        a.commit(0, {"listen_events": files(lake, "listen_events", 0, 2)})
+    assert rows(lake, "listen_events").num_rows == 0
 
 
-def test_replay_of_a_committed_batch_changes_nothing(lake: Lake) -> None:
-    commit_batch(lake, 5, stage(lake, "a", "listen_events", {"2024-03-18T15": [1, 2]}))
-    again = commit_batch(lake, 5, stage(lake, "b", "listen_events", {"2024-03-18T15": [1, 2]}))
-    assert again.already_committed
-    assert read_all(lake, "listen_events") == [1, 2]
+def test_a_concurrent_commit_is_retried_not_lost(lake: Lake) -> None:
+    """Maintenance committing meanwhile makes the stream's commit fail; it checks again
+    and commits (its batch lands once)."""
+    a = Committer(lake.tables, CKPT)
+    a.claim(-1)
+    other = Lake(lake.root).tables
+    real = a.tables.table
+    calls = {"n": 0}
+
+    def table_then_commit(name: str, *, refresh: bool = False) -> Any:
+        t = real(name, refresh=refresh)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            with other.table(name, refresh=True).transaction() as tx:
+                tx.set_properties({"musify.maintained": "yes"})
+                with tx.update_snapshot().fast_append():
+                    pass
+        return t
+
+    a.tables.table = table_then_commit  # type: ignore[method-assign]
+    assert a.commit(0, {"listen_events": files(lake, "listen_events", 0, 4)}) == {
+        "listen_events": True
+    }
+    assert rows(lake, "listen_events").num_rows == 4
 
 
-def test_interrupted_attempt_is_cleaned_up(lake: Lake) -> None:
-    # An earlier batch, committed, stays.
-    commit_batch(lake, 8, stage(lake, "a", "listen_events", {"2024-03-18T15": [100]}))
-    # An attempt of batch 9 that recorded its intent, moved one file and died.
-    leftover = f"listen_events/date=2024-03-18/hour=15/{part_name(9, 0)}"
-    with lake.storage.open_write(leftover) as f:
-        pq.write_table(pa.table({"v": [1]}), f)
-    lake.storage.write_atomic(
-        "_commits/000000000009.pending.json", orjson.dumps({"batch_id": 9, "files": [leftover]})
-    )
-    assert read_all(lake, "listen_events") == [1, 100]  # what a reader sees meanwhile
-    commit_batch(lake, 9, stage(lake, "s", "listen_events", {"2024-03-18T15": [1, 2]}))
-    assert read_all(lake, "listen_events") == [1, 2, 100]
-    assert committed_batches(lake) == {8, 9}
-    assert lake.storage.read("_commits/000000000009.pending.json") is None
-
-
-def test_hour_files_and_glob(lake: Lake) -> None:
-    from datetime import UTC, datetime
-
-    commit_batch(lake, 1, stage(lake, "a", "auth_events", {"2024-03-18T15": [1]}))
-    files = lake.hour_files("auth_events", datetime(2024, 3, 18, 15, tzinfo=UTC))
-    assert files == [lake.storage.uri(f"auth_events/date=2024-03-18/hour=15/{part_name(1, 0)}")]
-    assert lake.hour_files("auth_events", datetime(2024, 3, 18, 16, tzinfo=UTC)) == []
-    assert lake.glob("auth_events").endswith("auth_events/**/*.parquet")
-
-
-def test_unknown_scheme_is_a_clear_error() -> None:
-    from musify.errors import UsageError
-
-    with pytest.raises(UsageError, match="s3://"):
-        _ = Lake("s3://bucket/lake").storage
-    with pytest.raises(UsageError, match="name a bucket"):
-        _ = Lake("gs://").storage
+def test_a_checkpoint_that_is_not_the_lakes_is_refused(lake: Lake) -> None:
+    c = Committer(lake.tables, CKPT)
+    c.claim(-1)
+    c.commit(0, {"listen_events": files(lake, "listen_events", 0, 2)})
+    c.commit(1, {"listen_events": files(lake, "listen_events", 1, 2, first=2)})
+    with pytest.raises(LakeError, match="MUSIFY_CHECKPOINT=/ckpt/stream"):
+        Committer(lake.tables, "/elsewhere").claim(-1)
+    with pytest.raises(LakeError, match="is new but the lake's table listen_events holds batch 1"):
+        Committer(lake.tables, CKPT).claim(-1)
+    Committer(lake.tables, CKPT).claim(0)  # the job died between our commit and Spark's

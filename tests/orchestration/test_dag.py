@@ -56,12 +56,16 @@ def test_dags_import_with_hourly_intervals(tmp_path: Path) -> None:
     env = airflow_env.airflow_environ(settings, dag_start=START)
     doc = _inspect(settings, env)
     assert doc["errors"] == {}
-    assert doc["dags"] == ["musify_backfill", "musify_hourly"]
+    assert doc["dags"] == ["musify_backfill", "musify_hourly", "musify_maintenance"]
     # the run at 05:30 covers the hour that ended at 05:00, not an empty interval
     assert doc["interval"] == ["2024-03-18T04:00:00+00:00", "2024-03-18T05:00:00+00:00"]
     assert doc["catchup"] is True and doc["max_active_runs"] == 1
     steps = ["dbt_build", "load", "publish", "reconcile", "wait_for_stream"]
-    assert doc["tasks"] == {"musify_backfill": steps, "musify_hourly": steps}
+    assert doc["tasks"] == {
+        "musify_backfill": steps,
+        "musify_hourly": steps,
+        "musify_maintenance": ["maintain_lake"],
+    }
     assert "musify_warehouse" in doc["pools"]
 
 
@@ -75,7 +79,7 @@ def test_dags_test_publishes_a_reconciled_hour(lake_home: Any) -> None:
     assert "state=success" in out, out[-3000:]
     hour = START + timedelta(hours=1)
     assert hourly.last_published(settings) == hour
-    counts = hourly.reconcile(settings, hour, hour + timedelta(hours=1))
+    counts = hourly.reconcile(settings, hour, hour + timedelta(hours=1)).counts
     in_hour = [
         e
         for e in evs["listen_events"]

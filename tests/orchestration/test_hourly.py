@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
 import pytest
 from typer.testing import CliRunner
 
 from musify.batch import run_batch
 from musify.cli import app
+from musify.lake import Lake
 from musify.orchestration import hourly
 from tests.orchestration.conftest import HOURS, set_watermark
 from tests.warehouse.test_load import START
@@ -51,13 +54,18 @@ def test_cli_wait_exits_75_until_the_stream_passed(lake_home: Any, monkeypatch: 
 def test_reconcile_publish_and_a_mismatch_is_refused(lake_home: Any) -> None:
     settings, evs = lake_home
     run_batch(settings, START, END, lookback_hours=0)
-    counts = hourly.reconcile(settings, START, END)
-    assert sum(c["listen_events"] for c in counts.values()) == len(evs["listen_events"])
-    hourly.publish(settings, counts)
-    hourly.publish(settings, counts)  # idempotent
+    checked = hourly.reconcile(settings, START, END)
+    assert sum(c["listen_events"] for c in checked.counts.values()) == len(evs["listen_events"])
+    hourly.publish(settings, checked)
+    hourly.publish(settings, checked)  # idempotent
     assert hourly.last_published(settings) == END - timedelta(hours=1)
     con = duckdb.connect(str(settings.warehouse_path))
     assert con.execute("select count(*) from raw.published_hours").fetchone() == (HOURS,)
+    # each published hour names the lake snapshots it was counted at (time travel)
+    lake = Lake(Path(settings.lake_root))
+    snap = lake.tables.table("listen_events").current_snapshot().snapshot_id
+    recorded = con.execute("select lake_snapshots from raw.published_hours").fetchall()
+    assert all(orjson.loads(r[0])["listen_events"] == snap for r in recorded)
     # a fact that lost rows must not be published
     con.execute(
         "delete from analytics.fact_streams where event_hour = ?",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -11,10 +12,22 @@ from pathlib import Path
 import pytest
 
 from musify import procs
-from musify.orchestration.stack import UpOptions, down, load_or_create_plan
+from musify.errors import MusifyError
+from musify.orchestration import airflow_env
+from musify.orchestration.stack import (
+    Stack,
+    StackError,
+    UpOptions,
+    airflow_db_path,
+    down,
+    load_or_create_plan,
+    up_lock_path,
+    up_path,
+)
 from musify.orchestration.status import collect
 from musify.settings import Settings
 from musify.sim.clock import parse_duration
+from tests.test_locks import hold_lock
 
 NOW = datetime(2024, 3, 18, 10, 25, 7, tzinfo=UTC)
 
@@ -85,3 +98,98 @@ def test_status_cli_json(tmp_path: Path) -> None:
         check=True,
     )
     assert '"components"' in res.stdout
+
+
+# -- one musify up per MUSIFY_HOME; down and status on damaged files ----------------------
+
+
+def test_a_second_up_is_refused_naming_the_first_ones_pid(tmp_path: Path) -> None:
+    """The lock decides, not run/up.json (which a racing first up has not written yet)."""
+    settings = Settings(home=tmp_path)
+    settings.ensure_dirs()
+    said: list[str] = []
+    with hold_lock(up_lock_path(settings)) as first:
+        stack = Stack(settings, UpOptions(airflow=False, dashboard=False), said.append)
+        with pytest.raises(MusifyError, match=rf"already running \(pid {first.pid}\)") as exc:
+            stack.start()
+        assert exc.value.exit_code == 1
+        up_path(settings).write_bytes(b'{"pid": 1, "components": {}}')  # the first one's
+        stack.stop()  # as up() does on the way out: nothing here is the refused one's
+        assert up_path(settings).exists()
+        assert said == []
+
+
+def test_down_stops_the_lock_holder_even_when_the_run_file_is_corrupt(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    settings.ensure_dirs()
+    said: list[str] = []
+    with hold_lock(up_lock_path(settings)) as up:
+        up_path(settings).write_bytes(b'{"pid": 12, "compo')
+        assert down(settings, timeout=10, say=said.append)
+        assert up.wait(5) == -signal.SIGTERM
+    assert said == [f"musify up (pid {up.pid}) stopped"]
+
+
+def test_down_without_an_up_and_with_a_corrupt_run_file_says_so(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    settings.ensure_dirs()
+    up_path(settings).write_bytes(b"\x00\x00")
+    with pytest.raises(StackError, match=rf"{up_path(settings)} is unreadable"):
+        down(settings)
+
+
+def test_status_shows_a_broken_warehouse_and_airflow_database(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    settings.ensure_dirs()
+    settings.warehouse_path.write_bytes(b"not a database" * 500)
+    (settings.run_dir / "published.json").write_bytes(b'{"hour": "2024-03-18T09:00:00+00:00"}')
+    db = airflow_db_path(settings)
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"SQLite format 3\x00" + b"\xff" * 5000)
+    rows = {r["name"]: r for r in collect(settings)["components"]}
+    assert rows["warehouse"]["state"] == "broken"
+    assert str(settings.warehouse_path) in rows["warehouse"]["details"]
+    assert "--full-refresh" in rows["warehouse"]["details"]
+    assert rows["airflow"]["state"] == "broken"
+    assert str(db) in rows["airflow"]["details"]
+
+
+def test_status_does_not_call_a_locked_warehouse_broken(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    settings.ensure_dirs()
+    import duckdb
+
+    duckdb.connect(str(settings.warehouse_path)).close()
+    holder = (
+        "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
+        "print('held', flush=True); time.sleep(60)"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", holder, str(settings.warehouse_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+            t0 = time.monotonic()
+            rows = {r["name"]: r for r in collect(settings)["components"]}
+            assert time.monotonic() - t0 < 10
+        finally:
+            proc.kill()
+    assert rows["warehouse"]["state"] != "broken"
+
+
+def test_up_refuses_a_corrupt_airflow_database_before_migrating_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(home=tmp_path)
+    db = airflow_db_path(settings)
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"this is not SQLite at all" * 100)
+    migrated: list[object] = []
+    monkeypatch.setattr(airflow_env, "migrate", lambda *a: migrated.append(a))
+    monkeypatch.setattr(airflow_env, "run_airflow", lambda *a, **k: None)
+    plan, _ = load_or_create_plan(settings, UpOptions(), NOW)
+    with pytest.raises(StackError, match=rf"{db} is corrupt") as exc:
+        Stack(settings, UpOptions(), say=lambda m: None)._prepare_airflow(plan)
+    assert "\n" not in str(exc.value) and not migrated

@@ -29,6 +29,7 @@ from musify.orchestration import hourly
 from musify.orchestration.stack import up_path
 from musify.settings import Settings
 from musify.stream.status import watermark
+from tests.lake.conftest import table_rows
 
 pytestmark = [
     pytest.mark.slow,
@@ -94,13 +95,9 @@ def _kafka_events(bootstrap: str) -> dict[str, list[tuple[int, int, int]]]:
 
 
 def _lake_events(lake: Lake, topic: str) -> list[tuple[int, int, int]]:
-    files = sorted(str(p) for p in lake.topic_dir(topic).rglob("*.parquet"))
-    if not files:
-        return []
-    rows = duckdb.sql(
-        f'select "sessionId", "itemInSession", epoch_ms(ts) from read_parquet({files!r})'
-    ).fetchall()
-    return [tuple(r) for r in rows]
+    """(sessionId, itemInSession, ts in ms) of every row of the topic's table."""
+    rows = table_rows(lake, topic, ("sessionId", "itemInSession", "ts")).to_pylist()
+    return [(r["sessionId"], r["itemInSession"], round(r["ts"].timestamp() * 1000)) for r in rows]
 
 
 @pytest.fixture
@@ -206,7 +203,7 @@ def test_up_publishes_reconciled_hours_and_survives_kills(stack_env: Any) -> Non
     # every published hour reconciles: Kafka (generated) = lake = facts
     published = _published(settings)
     assert len(published) >= 2
-    counts = hourly.reconcile(settings, published[0], published[-1] + timedelta(hours=1))
+    counts = hourly.reconcile(settings, published[0], published[-1] + timedelta(hours=1)).counts
     for hour, per_topic in counts.items():
         lo, hi = hour.timestamp() * 1000, (hour.timestamp() + 3600) * 1000
         for topic, n in per_topic.items():

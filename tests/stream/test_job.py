@@ -19,17 +19,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import orjson
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from musify.broker.local import free_port, running_broker
 from musify.events import TOPIC_NAMES
-from musify.lake import Lake
+from musify.lake import QUARANTINE, Lake
+from musify.lake.read import plan
 from musify.settings import Settings
 from musify.sim import GenerateOptions, generate_events
 from musify.sim.config import BUILTIN_CONFIG
 from musify.sim.faults import FaultRates
+from tests.lake.conftest import table_rows, unreferenced_data_files
 
 pytestmark = [pytest.mark.spark, pytest.mark.broker, pytest.mark.slow]
 
@@ -64,34 +67,24 @@ def produce(
 
 
 def lake_counts(lake_root: Path) -> dict[str, int]:
-    """Rows per topic through a plain glob, checking Kafka coordinates are unique."""
-    lake = Lake(lake_root)
-    con = duckdb.connect()
+    """Rows per topic read through the tables, checking Kafka coordinates are unique."""
     out = {}
     for t in TOPIC_NAMES:
-        if not any(lake.topic_dir(t).rglob("*.parquet")):
-            out[t] = 0
-            continue
-        n, distinct = con.execute(
-            f"select count(*), count(distinct (kafka_partition, kafka_offset)) "
-            f"from read_parquet('{lake.glob(t)}', hive_partitioning=true)"
-        ).fetchone()  # type: ignore[misc]
-        assert n == distinct, f"{t}: a Kafka message appears twice in the lake"
-        out[t] = n
+        got = table_rows(lake_root, t, ("kafka_partition", "kafka_offset"))
+        coords = set(
+            zip(
+                got.column("kafka_partition").to_pylist(),
+                got.column("kafka_offset").to_pylist(),
+                strict=True,
+            )
+        )
+        assert len(coords) == got.num_rows, f"{t}: a Kafka message appears twice in the lake"
+        out[t] = got.num_rows
     return out
 
 
 def quarantine_count(lake_root: Path) -> int:
-    files = list((lake_root / "_quarantine").rglob("*.parquet"))
-    if not files:
-        return 0
-    con = duckdb.connect()
-    return int(
-        con.execute(
-            f"select count(*) from read_parquet('{lake_root}/_quarantine/**/*.parquet', "
-            "hive_partitioning=true)"
-        ).fetchone()[0]
-    )  # type: ignore[index]
+    return int(table_rows(lake_root, QUARANTINE, ("kafka_offset",)).num_rows)
 
 
 def stream_once(home: Path, bootstrap: str, **kw: Any) -> dict[str, Any]:
@@ -112,14 +105,14 @@ def test_lands_exactly_the_generated_events(
     assert summary["rows"] == produced
     assert 0 < summary["ingest_seconds"] <= summary["seconds"]
     assert lake_counts(home / "lake") == produced
-    # partitioned by event time: every row sits in the folder of its own hour
-    con = duckdb.connect()
-    bad = con.execute(
-        f"select count(*) from read_parquet('{home}/lake/page_view_events/**/*.parquet', "
-        "hive_partitioning=true) where strftime(ts, '%Y-%m-%d') <> cast(date as varchar) "
-        "or cast(strftime(ts, '%H') as int) <> cast(hour as int)"
-    ).fetchone()
-    assert bad == (0,)
+    # partitioned by event time: every planned file of an hour holds that hour's events
+    hours = [START + timedelta(hours=h) for h in range(24)]
+    planned = plan(Lake(home / "lake"), "page_view_events", hours)
+    for hour, paths in planned.files.items():
+        for path in paths:
+            ts = pq.read_table(path, columns=["ts"]).column("ts")
+            assert pc.min(ts).as_py() >= hour and pc.max(ts).as_py() < hour + timedelta(hours=1)
+    assert sum(len(p) for p in planned.files.values()) > 0
     # restart from the checkpoint: only new events are read
     more = produce(bootstrap, musify_cache, day=1, seed=2, first_user_id=10_000)
     again = stream_once(home, bootstrap)
@@ -145,24 +138,19 @@ def test_faults_are_quarantined_and_late_events_placed(
     lake = lake_counts(home / "lake")
     assert quarantine_count(home / "lake") == len(malformed)
     assert sum(lake.values()) + len(malformed) == sum(produced.values()), "nothing lost"
-    con = duckdb.connect()
-    q = con.execute(
-        f"select topic, value, reason from read_parquet('{home}/lake/_quarantine/**/*.parquet',"
-        " hive_partitioning=true)"
-    ).fetchall()
+    q = table_rows(home / "lake", QUARANTINE, ("topic", "value", "reason")).to_pylist()
     expected = sorted((m["topic"], base64.b64decode(m["raw"])) for m in malformed)
-    assert sorted((t, bytes(v)) for t, v, _ in q) == expected, "raw bytes kept"
-    assert all(r for _, _, r in q)
+    assert sorted((r["topic"], bytes(r["value"])) for r in q) == expected, "raw bytes kept"
+    assert all(r["reason"] for r in q)
     # late events sit in the partition of their event time, not of their arrival
+    lake = Lake(home / "lake")
     late = [m for m in injected if m["kind"] == "late" and m["topic"] == "page_view_events"]
     for m in late[:20]:
         ts = datetime.fromtimestamp(m["ts"] / 1000, UTC)
-        part = home / "lake/page_view_events" / f"date={ts:%Y-%m-%d}" / f"hour={ts:%H}"
-        found = con.execute(
-            f"select count(*) from read_parquet('{part}/*.parquet') "
-            f"where sessionId = {m['sessionId']} and itemInSession = {m['itemInSession']}"
-        ).fetchone()
-        assert found is not None and found[0] >= 1
+        hour = ts.replace(minute=0, second=0, microsecond=0)
+        paths = plan(lake, "page_view_events", [hour]).files[hour]
+        found = pq.ParquetDataset(paths).read(columns=["sessionId", "itemInSession"]).to_pylist()
+        assert {"sessionId": m["sessionId"], "itemInSession": m["itemInSession"]} in found
 
 
 def _musify(home: Path, *args: str, **kw: Any) -> subprocess.Popen[bytes]:
@@ -206,9 +194,9 @@ def test_kill_9_at_any_moment_then_restart(broker: Any, tmp_path: Path, musify_c
         for t in TOPIC_NAMES:
             expected[t] += counts[t]
         # wait until the job is committing batches, then kill it at a random moment
-        commits = home / "lake" / "_commits"
+        status_file = home / "run" / "stream-status.json"
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not any(commits.glob("*.json")):
+        while time.monotonic() < deadline and not status_file.exists():
             time.sleep(0.2)
         time.sleep(rng.uniform(0.0, 3.0))
         os.killpg(p.pid, signal.SIGKILL)
@@ -226,6 +214,8 @@ def test_kill_9_at_any_moment_then_restart(broker: Any, tmp_path: Path, musify_c
     _, err = p.communicate(timeout=300)
     assert p.returncode == 0, err.decode()[-2000:]
     assert lake_counts(home / "lake") == expected
+    # what the killed attempts wrote was removed before their batches ran again
+    assert unreferenced_data_files(Lake(home / "lake")) == []
 
 
 @pytest.mark.parametrize(
@@ -283,23 +273,13 @@ def test_broker_data_loss_stops_with_a_clear_message(
 
 def lake_coordinates(lake_root: Path, topic: str) -> set[tuple[int, int]]:
     """(partition, offset) of every message of a topic in the lake, quarantine included."""
-    con = duckdb.connect()
     found: set[tuple[int, int]] = set()
-    if any((lake_root / topic).rglob("*.parquet")):
-        found.update(
-            con.execute(
-                f"select kafka_partition, kafka_offset from read_parquet("
-                f"'{lake_root}/{topic}/**/*.parquet', hive_partitioning=true)"
-            ).fetchall()
-        )
-    if any((lake_root / "_quarantine").rglob("*.parquet")):
-        found.update(
-            con.execute(
-                f"select kafka_partition, kafka_offset from read_parquet("
-                f"'{lake_root}/_quarantine/**/*.parquet', hive_partitioning=true) "
-                f"where topic = '{topic}'"
-            ).fetchall()
-        )
+    got = table_rows(lake_root, topic, ("kafka_partition", "kafka_offset")).to_pylist()
+    found.update((r["kafka_partition"], r["kafka_offset"]) for r in got)
+    bad = table_rows(lake_root, QUARANTINE, ("topic", "kafka_partition", "kafka_offset"))
+    found.update(
+        (r["kafka_partition"], r["kafka_offset"]) for r in bad.to_pylist() if r["topic"] == topic
+    )
     return found
 
 

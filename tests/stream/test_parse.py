@@ -10,8 +10,10 @@ import pyarrow as pa
 import pytest
 
 from musify.events import TOPICS
+from musify.lake import schema
+from musify.lake.schema import lake_schema
 from musify.stream import parse
-from musify.stream.parse import check_message, lake_schema, parse_values
+from musify.stream.parse import check_message, parse_values
 from tests.test_events import DEVICE
 
 USER = {
@@ -114,8 +116,8 @@ def test_the_block_parser_agrees_with_the_one_by_one_rules() -> None:
 @pytest.mark.parametrize("topic", list(TOPICS))
 def test_lake_columns_follow_the_event_schema(topic: str) -> None:
     names = [f.name for f in lake_schema(TOPICS[topic])]
-    assert names == [*TOPICS[topic].field_names, *parse.KAFKA_COLUMNS, parse.EXTRA_COLUMN]
-    assert parse.EXTRA_COLUMN not in TOPICS[topic].field_names
+    assert names == [*TOPICS[topic].field_names, *schema.KAFKA_COLUMNS, schema.EXTRA_COLUMN]
+    assert schema.EXTRA_COLUMN not in TOPICS[topic].field_names
 
 
 def test_unknown_fields_are_kept_and_counted_never_dropped() -> None:

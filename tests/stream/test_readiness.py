@@ -9,16 +9,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import orjson
 import pytest
 from typer.testing import CliRunner
 
 from musify.cli import app
 from musify.events import TOPIC_NAMES
+from musify.lake import QUARANTINE
 from musify.orchestration import hourly
 from musify.settings import Settings
 from musify.stream import status
+from tests.lake.conftest import table_rows
 from tests.stream.test_job import START, produce, stream_once
 
 pytestmark = [pytest.mark.spark, pytest.mark.broker, pytest.mark.slow]
@@ -65,12 +66,7 @@ def test_a_timestamp_from_the_future_cannot_make_an_hour_ready(
 
     summary = stream_once(home, bootstrap)
     assert summary["quarantined"] == 1
-    reasons = [
-        r
-        for (r,) in duckdb.connect()
-        .execute(f"select reason from read_parquet('{home}/lake/_quarantine/**/*.parquet')")
-        .fetchall()
-    ]
+    reasons = table_rows(home / "lake", QUARANTINE, ("reason",)).column("reason").to_pylist()
     assert len(reasons) == 1 and reasons[0].startswith("ts 2100-01-01"), reasons
 
     last = status.last_record(settings)

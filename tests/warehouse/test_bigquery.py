@@ -11,6 +11,7 @@ import pytest
 from musify.batch import run_batch
 from musify.events import TOPIC_NAMES
 from musify.lake import Lake
+from musify.lake.read import plan
 from musify.lake.writer import write_events
 from musify.settings import Settings
 from musify.warehouse import open_warehouse
@@ -75,16 +76,13 @@ def test_load_jobs_idempotent_late_and_corrupt(
         assert wh.raw_count("listen_events", START, end) == len(evs["listen_events"]) + 5
         with_late = raw_snapshot(wh)
         # a corrupt file fails by name and changes nothing; after the fix, a re-run works
-        bad = (
-            lake.hour_dir("auth_events", f"{START:%Y-%m-%d}", 3)
-            / "part-b000000000009-00000.parquet"
-        )
-        bad.parent.mkdir(parents=True, exist_ok=True)
+        bad = Path(plan(lake, "page_view_events", SIX_HOURS[3:4]).paths()[0])
+        good = bad.read_bytes()
         bad.write_bytes(b"PAR1 this is not parquet")
         with pytest.raises(CorruptLakeFile, match=str(bad)):
             wh.load_hours(lake, SIX_HOURS)
         assert raw_snapshot(wh) == with_late
-        bad.unlink()
+        bad.write_bytes(good)
         wh.load_hours(lake, SIX_HOURS)
         assert raw_snapshot(wh) == with_late
         # no staging table is left behind

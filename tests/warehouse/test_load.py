@@ -11,6 +11,7 @@ import pytest
 
 from musify.events import TOPIC_NAMES
 from musify.lake import Lake
+from musify.lake.read import MissingLakeFile, plan
 from musify.lake.writer import write_events
 from musify.sim import GenerateOptions, MemorySink, plan_run, run
 from musify.sim.config import BUILTIN_CONFIG
@@ -103,16 +104,35 @@ def test_corrupt_file_fails_by_name_and_changes_nothing(
     hours = hours_between(START, START + timedelta(hours=6))
     wh.load_hours(lake, hours)
     before = snapshot(wh)
-    bad = (
-        lake.hour_dir("page_view_events", f"{START:%Y-%m-%d}", 3)
-        / "part-b000000000009-00000.parquet"
-    )
+    bad = Path(plan(lake, "page_view_events", [START + timedelta(hours=3)]).paths()[0])
+    good = bad.read_bytes()
     bad.write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(CorruptLakeFile, match=str(bad)):
         wh.load_hours(lake, hours)
     assert snapshot(wh) == before
-    bad.unlink()  # the fix: a re-run succeeds
+    bad.write_bytes(good)  # the fix: a re-run succeeds
     wh.load_hours(lake, hours)
+    assert snapshot(wh) == before
+
+
+def test_only_committed_files_load_and_a_missing_one_fails_by_name(
+    tmp_path: Path, lake_and_events: Any
+) -> None:
+    """A stray file no commit names is not loaded; a committed file deleted by hand
+    fails the load naming it, and the warehouse keeps the hour's rows."""
+    lake, _ = lake_and_events
+    wh = DuckDBWarehouse(tmp_path / "wh.duckdb")
+    hours = hours_between(START, START + timedelta(hours=6))
+    wh.load_hours(lake, hours)
+    before = snapshot(wh)
+    committed = Path(plan(lake, "listen_events", [START + timedelta(hours=2)]).paths()[0])
+    stray = committed.with_name("part-stray.parquet")
+    stray.write_bytes(committed.read_bytes())
+    wh.load_hours(lake, hours)
+    assert snapshot(wh) == before
+    committed.unlink()
+    with pytest.raises(MissingLakeFile, match=str(committed)):
+        wh.load_hours(lake, hours)
     assert snapshot(wh) == before
 
 
@@ -154,12 +174,12 @@ def test_unknown_fields_reach_raw_and_older_warehouses_gain_the_column(
     # a lake file an earlier version wrote, without the column
     old = next((lake.local_root / "listen_events").rglob("*.parquet"))
     pq.write_table(pq.read_table(old).drop_columns(["extra"]), old)
-    odd = [dict(e, sessionId=e["sessionId"] + 10**9, mood="calm") for e in evs["listen_events"][:3]]
+    odd = [dict(e, sessionId=-e["sessionId"], mood="calm") for e in evs["listen_events"][:3]]
     write_events(lake, {"listen_events": odd}, 8, first_offset={"listen_events": 10**6})
     hours = hours_between(START, START + timedelta(hours=6))
     wh.load_hours(lake, hours)
     got = wh.con.execute(
-        "select sessionId >= 1000000000, count(*), count(extra), any_value(extra) "
+        "select sessionId < 0, count(*), count(extra), any_value(extra) "
         "from raw.listen_events group by all order by all"
     ).fetchall()
     assert got == [(False, len(evs["listen_events"]), 0, None), (True, 3, 3, '{"mood":"calm"}')]

@@ -1,9 +1,10 @@
-"""The data lake: where events land, and the protocol that makes them exactly-once.
+"""The data lake: one Apache Iceberg table per topic and one for the quarantine.
 
-See README.md in this folder for the layout and the guarantees outside readers get.
+See README.md in this folder for the layout, the commit protocol and the guarantees
+outside readers get.
 """
 
-from musify.lake.commit import BatchCommit, commit_batch, committed_batches
 from musify.lake.layout import QUARANTINE, Lake
+from musify.lake.tables import LakeError
 
-__all__ = ["QUARANTINE", "BatchCommit", "Lake", "commit_batch", "committed_batches"]
+__all__ = ["QUARANTINE", "Lake", "LakeError"]

@@ -1,108 +1,190 @@
-"""Committing a micro-batch's files into the lake, exactly once.
+"""Committing a micro-batch into the lake's tables: exactly once per table, for any
+reader, with one committer.
 
 Spark's streaming engine re-runs a micro-batch with the same id and the same offsets
-after a crash (its offset log is written before the batch runs), but its file sink
-only protects Spark readers: a crash leaves partial or uncommitted files that plain
-globbing readers would read (platform notes). So writers stage each batch's files
-under ``_staging/`` and commit them here:
+after a crash (its offset log is written before the batch runs). Its tasks write the
+batch's Parquet files under ``<table>/data/batch-<id>/``; the driver then commits them
+here, one Iceberg commit per table that registers exactly those files and records the
+batch: its id, row count and Kafka offset ranges in the snapshot summary
+(``musify.batch-id``, ``musify.rows``, ``musify.offsets``) and the id as the table
+property ``musify.last-batch``, in the same atomic commit. A replayed batch commits only
+to the tables whose last batch is older, so a crash between two tables' commits leaves
+nothing twice and nothing missing. A reader sees a table's batch entirely or not at all.
 
-1. If ``_commits/<batch>.json`` exists, the batch is already in the lake: return (a
-   replay after a crash between our commit and Spark's). The caller drops its staging.
-2. If ``_commits/<batch>.pending.json`` exists, an earlier attempt crashed while moving
-   files: remove the final files it lists.
-3. Write the pending record naming every final file of this attempt, then move each
-   staged file to its partition folder under a name derived from the batch
-   (``part-b<batch>-<n>.parquet``). Locally a rename is atomic; on an object store the
-   copy appears whole. Either way a reader never sees a partial file.
-4. Write the commit record (atomically), then drop the pending record.
+One committer: a stream claims the lake when it starts (``Committer.claim``), by setting
+``musify.writer`` and committing an empty "fence" snapshot on every table. Every data
+commit is conditional on the snapshot the committer checked the fence and the batch id
+against (Iceberg's ref requirement; pyiceberg's own silent retry is disabled, see
+``musify.lake.tables``), so a stream that was fenced off fails its next commit instead
+of landing anything. A stream whose checkpoint cannot be the lake's (another folder, or
+one that has not reached the batches the lake holds) is refused before it reads a
+message: it would write every event again.
 
-A reader can see a batch half-moved for a moment (some partitions before others), but
-never a partial file and never a row twice; after a crash, the replay completes the
-batch. The pending record keeps the clean-up proportional to the batch, not to the
-lake's history (no listing of the lake per batch).
+Files an interrupted attempt wrote are never registered: a replay removes the batch's
+folder of every table it still has to commit before writing again, and the lake's
+maintenance removes any other file no snapshot references.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import time
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from musify.lake.layout import COMMITS, QUARANTINE, Lake, part_name
+from musify.lake.tables import LakeError, Tables
+
+LAST_BATCH = "musify.last-batch"
+WRITER = "musify.writer"
+CHECKPOINT = "musify.checkpoint"
+BATCH_ID = "musify.batch-id"
+ROWS = "musify.rows"
+OFFSETS = "musify.offsets"
+#: How often a commit that lost a race (maintenance committed meanwhile) is tried again.
+ATTEMPTS = 20
+
+
+class Fenced(LakeError):
+    """Another stream claimed the lake: this one must stop."""
+
+
+def data_prefix(table: str, batch_id: int) -> str:
+    """The folder (a key in the lake's storage) of one batch's files of one table."""
+    return f"{table}/data/batch-{batch_id:012d}"
 
 
 @dataclass(frozen=True)
-class StagedFile:
-    """One file a writer staged: where it is, and where it belongs."""
+class TableBatch:
+    """What one micro-batch adds to one table."""
 
-    target: str  # a topic name or ``_quarantine``
-    folder: str  # the Hive-style partition folder inside the target, e.g. date=…/hour=…
-    key: str  # the staged file's key in the lake's storage
-
-
-@dataclass(frozen=True)
-class BatchCommit:
-    batch_id: int
-    files: tuple[str, ...]  # relative to the lake root
-    rows: dict[str, int] = field(default_factory=dict)  # per topic, and "_quarantine"
-    already_committed: bool = False
+    paths: tuple[str, ...]  # the files' URIs, as the lake's storage names them
+    rows: int
+    #: Kafka partition (or ``topic:partition`` for the quarantine) → [first, last] offset.
+    offsets: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
 
-def _commit_key(batch_id: int) -> str:
-    return f"{COMMITS}/{batch_id:012d}.json"
+def last_batch(table: Any) -> int:
+    return int(table.properties.get(LAST_BATCH, -1))
 
 
-def _pending_key(batch_id: int) -> str:
-    return f"{COMMITS}/{batch_id:012d}.pending.json"
+@dataclass
+class Committer:
+    """The lake's one writer: claims it, then commits micro-batches table by table."""
+
+    tables: Tables
+    checkpoint: str
+    writer_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def writer(self) -> str:
+        return f"{self.writer_id} (pid {os.getpid()} on {socket.gethostname()})"
+
+    def claim(self, checkpoint_last: int) -> None:
+        """Fence every table for this writer. ``checkpoint_last`` is the newest batch
+        Spark's checkpoint has committed (-1 for a new checkpoint): a lake that holds
+        later batches, or was written through another checkpoint, is refused."""
+        for name in self.tables:
+            for attempt in range(ATTEMPTS):
+                table = self.tables.table(name, refresh=True)
+                self._check_checkpoint(name, table, checkpoint_last)
+                try:
+                    with table.transaction() as tx:
+                        tx.set_properties({WRITER: self.writer, CHECKPOINT: self.checkpoint})
+                        with tx.update_snapshot(
+                            snapshot_properties={"musify.fence": self.writer_id}
+                        ).fast_append():
+                            pass  # an empty snapshot: commits built on older ones now fail
+                    break
+                except _commit_failed():
+                    _backoff(attempt)
+            else:
+                raise LakeError(f"could not claim table {name}: too many concurrent commits")
+
+    def _check_checkpoint(self, name: str, table: Any, checkpoint_last: int) -> None:
+        last = last_batch(table)
+        if last < 0:
+            return
+        recorded = table.properties.get(CHECKPOINT)
+        if recorded and recorded != self.checkpoint:
+            raise LakeError(
+                f"the lake's table {name} is written by the stream whose checkpoint is "
+                f"{recorded} (last batch {last}); this stream's checkpoint {self.checkpoint} "
+                f"would write every event again: set MUSIFY_CHECKPOINT={recorded}, or use "
+                "another lake (MUSIFY_LAKE)"
+            )
+        if last > checkpoint_last + 1:
+            state = "is new" if checkpoint_last < 0 else f"ends at batch {checkpoint_last}"
+            raise LakeError(
+                f"the checkpoint {self.checkpoint} {state} but the lake's table {name} holds "
+                f"batch {last}: restarting would read the topics again and duplicate them; "
+                "restore the checkpoint, or use another lake (MUSIFY_LAKE)"
+            )
+
+    def pending(self, batch_id: int, *, refresh: bool = False) -> list[str]:
+        """The tables that do not hold ``batch_id`` yet (all of them, normally).
+
+        Without ``refresh`` it trusts what this committer last saw: after ``claim`` it is
+        the only one that moves ``musify.last-batch``, and a fence it has not seen yet
+        fails its next commit anyway (a catalog round trip and a metadata read saved per
+        table and micro-batch).
+        """
+        out = []
+        for name in self.tables:
+            table = self.tables.table(name, refresh=refresh)
+            self._check_fence(name, table)
+            if last_batch(table) < batch_id:
+                out.append(name)
+        return out
+
+    def _check_fence(self, name: str, table: Any) -> None:
+        holder = table.properties.get(WRITER)
+        if holder and not holder.startswith(self.writer_id):
+            raise Fenced(
+                f"another stream claimed the lake (table {name} is now written by {holder}); "
+                "this one stops without committing"
+            )
+
+    def commit(self, batch_id: int, batch: Mapping[str, TableBatch]) -> dict[str, bool]:
+        """Commit the batch's files into each table that does not hold it yet; returns,
+        per table, whether this call committed it (False: it already held the batch)."""
+        return {name: self._commit_table(name, batch_id, tb) for name, tb in batch.items()}
+
+    def _commit_table(self, name: str, batch_id: int, tb: TableBatch) -> bool:
+        summary = {
+            BATCH_ID: str(batch_id),
+            ROWS: str(tb.rows),
+            OFFSETS: orjson.dumps({k: list(v) for k, v in sorted(tb.offsets.items())}).decode(),
+        }
+        for attempt in range(ATTEMPTS):
+            # The first try builds on what this committer last saw (it is the lake's only
+            # writer); if anything moved the table since, the commit's requirement fails
+            # and the next try reads the table again, fence and batch id included.
+            table = self.tables.table(name, refresh=attempt > 0)
+            self._check_fence(name, table)
+            if last_batch(table) >= batch_id:
+                return False  # a replay: this table got the batch before the crash
+            try:
+                with table.transaction() as tx:
+                    tx.add_files(
+                        list(tb.paths), snapshot_properties=summary, check_duplicate_files=False
+                    )
+                    tx.set_properties({LAST_BATCH: str(batch_id)})
+                return True
+            except _commit_failed():
+                _backoff(attempt)  # e.g. compaction committed meanwhile: check again
+        raise LakeError(f"could not commit batch {batch_id} to table {name}: too many conflicts")
 
 
-def committed_batches(lake: Lake) -> set[int]:
-    """Every committed batch id (lists the commit records: for tools, not per batch)."""
-    out = set()
-    for key in lake.storage.list(COMMITS, ".json"):
-        stem = key.rsplit("/", 1)[-1].removesuffix(".json")
-        if stem.isdigit():
-            out.add(int(stem))
-    return out
+def _commit_failed() -> type[Exception]:
+    from pyiceberg.exceptions import CommitFailedException
+
+    return CommitFailedException
 
 
-def read_commit(lake: Lake, batch_id: int) -> dict[str, Any] | None:
-    data = lake.storage.read(_commit_key(batch_id))
-    if data is None:
-        return None
-    record: dict[str, Any] = orjson.loads(data)
-    return record
-
-
-def commit_batch(
-    lake: Lake,
-    batch_id: int,
-    staged: list[StagedFile],
-    rows: dict[str, int] | None = None,
-    meta: dict[str, Any] | None = None,
-) -> BatchCommit:
-    """Move one batch's staged files into the lake (see the module docstring)."""
-    storage = lake.storage
-    record = read_commit(lake, batch_id)
-    if record is not None:
-        return BatchCommit(
-            batch_id, tuple(record.get("files", ())), record.get("rows", {}), already_committed=True
-        )
-    pending = storage.read(_pending_key(batch_id))
-    if pending is not None:
-        storage.remove(orjson.loads(pending).get("files", ()))
-    moves: list[tuple[str, str]] = []
-    for n, f in enumerate(sorted(staged, key=lambda s: (s.target, s.folder, s.key))):
-        root = QUARANTINE if f.target == QUARANTINE else lake.topic_key(f.target)
-        moves.append((f.key, f"{root}/{f.folder}/{part_name(batch_id, n)}"))
-    finals = [dst for _, dst in moves]
-    storage.write_atomic(
-        _pending_key(batch_id), orjson.dumps({"batch_id": batch_id, "files": finals})
-    )
-    storage.move(moves)
-    storage.sync(finals)
-    body = {"batch_id": batch_id, "files": finals, "rows": rows or {}, **(meta or {})}
-    storage.write_atomic(_commit_key(batch_id), orjson.dumps(body))
-    storage.remove([_pending_key(batch_id)])
-    return BatchCommit(batch_id, tuple(finals), rows or {})
+def _backoff(attempt: int) -> None:
+    time.sleep(min(2.0, 0.05 * 2**attempt))

@@ -2,70 +2,98 @@
 
 ```
 lake/
-  <topic>/date=YYYY-MM-DD/hour=HH/part-b<batch>-<n>.parquet    events, by event time (UTC)
-  _quarantine/topic=<topic>/date=YYYY-MM-DD/part-b<batch>-<n>.parquet
-  _commits/<batch>.json                                          one per committed batch
-  _staging/, _status/                                            writers' private files
+  <topic>/metadata/…               Iceberg metadata of the topic's table (musify.<topic>)
+  <topic>/data/batch-<id>/<hour>/part-<task>-<n>.parquet    a micro-batch's files
+  <topic>/data/compacted/<hour>/part-<uuid>.parquet         an hour after compaction
+  quarantine/metadata/…, quarantine/data/…                  the quarantine's table
+  _status/stream.json                                        the stream's latest status
+  catalog.db                      a local lake's Iceberg catalog (SQLite), by default
 ```
 
-Files appear in their final place only complete (written elsewhere, then renamed), and
-a batch's files are named after the batch, so a replayed batch can first remove what an
-interrupted attempt left. Globs such as ``lake/listen_events/**/*.parquet`` are
-therefore safe for any reader at any time.
+The truth is the tables' metadata, never a folder listing: readers plan files from a
+table snapshot (``musify.lake.read``), a file no snapshot references does not exist for
+them, and a referenced file that is missing is an error. The catalog that names each
+table's current metadata is ``musify.lake.tables``'.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from musify.errors import UsageError
-from musify.events import TOPIC_NAMES
+from musify.lake.schema import QUARANTINE
 from musify.lake.storage import Storage, open_storage
 
-QUARANTINE = "_quarantine"
-COMMITS = "_commits"
-#: Where writers stage files before the commit moves them into place (hidden from the
-#: topic globs; inside the lake so that moves stay within one filesystem or bucket).
-STAGING = "_staging"
+if TYPE_CHECKING:
+    from musify.lake.tables import Tables
+    from musify.settings import Settings
+
+__all__ = ["LEGACY_COMMITS", "QUARANTINE", "STATUS", "Lake", "hour_folder"]
+
 #: The stream's latest status record, for orchestrators that cannot see its machine.
 STATUS = "_status"
-_PART = re.compile(r"^part-b(\d{12})-(\d{5})\.parquet$")
+#: A local lake's SQLite catalog, inside the lake folder (the default catalog).
+CATALOG_FILE = "catalog.db"
+#: The commit records of the Parquet lake of Musify before Iceberg (``musify lake
+#: migrate`` converts such a lake).
+LEGACY_COMMITS = "_commits"
 
 
-def part_name(batch_id: int, n: int) -> str:
-    return f"part-b{batch_id:012d}-{n:05d}.parquet"
-
-
-def batch_of(name: str) -> int | None:
-    m = _PART.match(name)
-    return int(m.group(1)) if m else None
-
-
-def hour_folder(date: str, hour: int) -> str:
-    return f"date={date}/hour={hour:02d}"
+def hour_folder(hour: datetime) -> str:
+    """The folder of an event hour inside a batch's folder (not a partition: the
+    table's metadata holds the partition; this only keeps folders small to browse)."""
+    return f"{hour:%Y-%m-%dT%H}"
 
 
 @dataclass(frozen=True)
 class Lake:
-    """A lake root: a local folder (``Path``) or an object-store URL (``gs://b/p``)."""
+    """A lake root (a local folder ``Path`` or an object-store URL ``gs://b/p``) and the
+    Iceberg catalog of its tables (``catalog``: a URI, see ``musify.lake.tables``;
+    default: SQLite next to the lake folder)."""
 
     root: Path | str
+    catalog: str = ""
 
     def __post_init__(self) -> None:
         text = str(self.root)
-        normal: Path | str = Path(self.root)
+        normal: Path | str = Path(self.root).resolve()
         if "://" in text:
             scheme, rest = text.split("://", 1)
             normal = f"{scheme}://{rest.rstrip('/')}"
         object.__setattr__(self, "root", normal)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Lake:
+        from musify.lake.tables import sqlite_catalog_uri
+
+        catalog = settings.iceberg_catalog
+        if not catalog and "://" in settings.lake_root:
+            # SQLite cannot live in a bucket: the catalog stays on this machine
+            catalog = sqlite_catalog_uri(settings.home / "catalog.db")
+        return cls(settings.lake_root, catalog)
+
     @cached_property
     def storage(self) -> Storage:
         return open_storage(self.root)
+
+    @cached_property
+    def tables(self) -> Tables:
+        from musify.lake.tables import Tables, open_catalog, sqlite_catalog_uri
+
+        uri = self.catalog
+        if not uri:
+            if self.remote:
+                raise UsageError(
+                    f"lake {self.root}: name its Iceberg catalog (MUSIFY_ICEBERG_CATALOG)"
+                )
+            # A local lake carries its catalog: every MUSIFY_HOME that points at the
+            # folder sees the same tables.
+            uri = sqlite_catalog_uri(Path(self.root) / CATALOG_FILE)
+        return Tables(open_catalog(uri, self.url), self.url)
 
     @property
     def remote(self) -> bool:
@@ -81,42 +109,6 @@ class Lake:
             raise UsageError(f"lake {self.root}: this operation needs a local lake folder")
         return self.root
 
-    # -- keys (any storage) ---------------------------------------------------------------
-    @staticmethod
-    def topic_key(topic: str) -> str:
-        if topic not in TOPIC_NAMES:
-            raise ValueError(f"unknown topic {topic!r}")
-        return topic
-
-    def hour_key(self, topic: str, hour: datetime) -> str:
-        return f"{self.topic_key(topic)}/{hour_folder(f'{hour:%Y-%m-%d}', hour.hour)}"
-
-    def hour_keys(self, topic: str, hour: datetime) -> list[str]:
-        """Keys of the committed files of one topic and event hour (start of the hour)."""
-        return self.storage.list(self.hour_key(topic, hour))
-
-    def hour_files(self, topic: str, hour: datetime) -> list[str]:
-        """URIs of the same files, for loaders that read by URI."""
-        return [self.storage.uri(k) for k in self.hour_keys(topic, hour)]
-
-    def glob(self, topic: str) -> str:
-        """A glob for outside readers (DuckDB, pyarrow) over one topic's committed files."""
-        return self.storage.uri(f"{self.topic_key(topic)}/**/*.parquet")
-
-    # -- local folders (tests, the Spark-free writer, DuckDB globs) ---------------------------
-    def topic_dir(self, topic: str) -> Path:
-        return self.local_root / self.topic_key(topic)
-
-    @property
-    def quarantine_dir(self) -> Path:
-        return self.local_root / QUARANTINE
-
-    @property
-    def commits_dir(self) -> Path:
-        return self.local_root / COMMITS
-
-    def data_dirs(self) -> list[Path]:
-        return [self.topic_dir(t) for t in TOPIC_NAMES] + [self.quarantine_dir]
-
-    def hour_dir(self, topic: str, date: str, hour: int) -> Path:
-        return self.topic_dir(topic) / hour_folder(date, hour)
+    def has_legacy_layout(self) -> bool:
+        """Does the lake hold the Parquet files of a Musify from before Iceberg?"""
+        return bool(self.storage.list(LEGACY_COMMITS, ".json"))

@@ -19,6 +19,7 @@ in the bucket now, not what was there when the process first looked.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import shutil
@@ -72,6 +73,10 @@ class Storage(ABC):
         names (a leading ``.``, e.g. a writer's temporary file) are left out."""
 
     @abstractmethod
+    def list_modified(self, prefix: str) -> builtins.list[tuple[str, float]]:
+        """(key, last modified as epoch seconds) of every object under ``prefix``."""
+
+    @abstractmethod
     def remove(self, keys: Iterable[str]) -> None:
         """Delete these files; missing ones are ignored."""
 
@@ -101,11 +106,25 @@ class Storage(ABC):
 
     def read_parquet(self, keys: Sequence[str], columns: Sequence[str] | None = None) -> Any:
         """The rows of these Parquet files as one Arrow table."""
+        return self._read([self.native_path(k) for k in keys], columns)
+
+    def read_parquet_uris(self, uris: Sequence[str], columns: Sequence[str] | None = None) -> Any:
+        """The same, for files named by URI (``uri()``, or a table's data file paths)."""
+        return self._read([self.native_uri(u) for u in uris], columns)
+
+    def _read(self, paths: Sequence[str], columns: Sequence[str] | None) -> Any:
         import pyarrow.dataset as ds
 
-        paths = [self.native_path(k) for k in keys]
-        dataset = ds.dataset(paths, format="parquet", filesystem=self.filesystem())
+        dataset = ds.dataset(list(paths), format="parquet", filesystem=self.filesystem())
         return dataset.to_table(columns=None if columns is None else list(columns))
+
+    def native_uri(self, uri: str) -> str:
+        """A URI of this storage as ``filesystem()`` names it."""
+        return uri.removeprefix("file://")
+
+    def uri_exists(self, uri: str) -> bool:
+        """Is the object named by this URI there now (never from a cache)?"""
+        return os.path.exists(self.native_uri(uri))
 
 
 def _visible(key: str) -> bool:
@@ -162,6 +181,17 @@ class LocalStorage(Storage):
         keys = (p.relative_to(self.root).as_posix() for p in base.rglob(f"*{suffix}"))
         return sorted(k for k in keys if _visible(k))
 
+    def list_modified(self, prefix: str) -> builtins.list[tuple[str, float]]:
+        base = self.path(prefix)
+        if not base.is_dir():
+            return []
+        out = []
+        for p in base.rglob("*"):
+            with contextlib.suppress(FileNotFoundError):
+                if p.is_file():
+                    out.append((p.relative_to(self.root).as_posix(), p.stat().st_mtime))
+        return sorted(out)
+
     def remove(self, keys: Iterable[str]) -> None:
         for key in keys:
             self.path(key).unlink(missing_ok=True)
@@ -199,6 +229,13 @@ class FsspecStorage(Storage):
     def native_path(self, key: str) -> str:
         return self._p(key)
 
+    def native_uri(self, uri: str) -> str:
+        return str(self.fs._strip_protocol(uri))
+
+    def uri_exists(self, uri: str) -> bool:
+        self.fs.invalidate_cache()
+        return bool(self.fs.exists(self.native_uri(uri)))
+
     def read(self, key: str) -> bytes | None:
         try:
             data: bytes = self.fs.cat_file(self._p(key))
@@ -231,6 +268,25 @@ class FsspecStorage(Storage):
             return []
         keys = (str(p)[start:] for p in found if str(p).endswith(suffix))
         return sorted(k for k in keys if _visible(k))
+
+    def list_modified(self, prefix: str) -> builtins.list[tuple[str, float]]:
+        from datetime import datetime
+
+        self.fs.invalidate_cache()
+        start = len(self.base) + 1
+        try:
+            found = self.fs.find(self._p(prefix), detail=True)
+        except FileNotFoundError:
+            return []
+        out = []
+        for path, info in found.items():
+            stamp = info.get("mtime") or info.get("updated") or info.get("created") or 0
+            if isinstance(stamp, str):
+                stamp = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+            elif isinstance(stamp, datetime):
+                stamp = stamp.timestamp()
+            out.append((str(path)[start:], float(stamp)))
+        return sorted(out)
 
     def remove(self, keys: Iterable[str]) -> None:
         paths = [self._p(k) for k in keys]

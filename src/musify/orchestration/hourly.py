@@ -102,55 +102,73 @@ def wait_for_stream(
         time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
 
 
-def lake_counts(lake: Lake, start: datetime, end: datetime) -> dict[str, int]:
-    """Distinct events per topic in the lake's committed files for hours in [start, end)."""
-    hours = hours_between(start, end)
-    counts: dict[str, int] = {}
-    event = ["sessionId", "itemInSession"]
+@dataclass(frozen=True)
+class Reconciled:
+    """Hours whose facts equal the lake's distinct events, per topic, and the lake table
+    snapshots they were counted at (those the load read)."""
+
+    counts: dict[datetime, dict[str, int]]
+    snapshots: dict[datetime, dict[str, int | None]]
+
+
+def lake_counts(
+    lake: Lake, hours: list[datetime], loaded: dict[datetime, dict[str, int]] | None = None
+) -> Reconciled:
+    """Distinct events per hour and topic in the lake's tables, each hour and topic read
+    at the snapshot its rows were loaded from (``loaded``), else at the current one."""
+    from musify.lake.read import distinct_events
+
+    counts: dict[datetime, dict[str, int]] = {h: {} for h in hours}
+    snapshots: dict[datetime, dict[str, int | None]] = {h: {} for h in hours}
     for topic in TOPIC_NAMES:
-        files = [k for h in hours for k in lake.hour_keys(topic, h)]
-        if not files:
-            counts[topic] = 0
-            continue
-        rows = lake.storage.read_parquet(files, event)
-        counts[topic] = rows.group_by(event).aggregate([]).num_rows
-    return counts
+        by_snapshot: dict[int | None, list[datetime]] = {}
+        for h in hours:
+            by_snapshot.setdefault((loaded or {}).get(h, {}).get(topic), []).append(h)
+        for snapshot, its_hours in by_snapshot.items():
+            found, used = distinct_events(lake, topic, its_hours, snapshot)
+            for h in its_hours:
+                counts[h][topic] = found.get(h, 0)
+                snapshots[h][topic] = used
+    return Reconciled(counts, snapshots)
 
 
-def reconcile(settings: Settings, start: datetime, end: datetime) -> dict[datetime, dict[str, int]]:
-    """Check facts == distinct lake events per topic, hour by hour; returns the counts."""
-    lake = Lake(settings.lake_root)
-    counts: dict[datetime, dict[str, int]] = {}
+def reconcile(settings: Settings, start: datetime, end: datetime) -> Reconciled:
+    """Check facts == distinct lake events per topic, hour by hour, at the lake snapshots
+    the load read; returns the counts and those snapshots."""
+    lake = Lake.from_settings(settings)
+    hours = hours_between(start, end)
     wrong: list[str] = []
     wh = open_warehouse(settings)
     try:
-        for h in hours_between(start, end):
-            in_lake = lake_counts(lake, h, h + timedelta(hours=1))
+        found = lake_counts(lake, hours, wh.loaded_snapshots(start, end))
+        for h in hours:
             facts = wh.fact_counts(FACTS, h, h + timedelta(hours=1))
+            in_lake = found.counts[h]
             wrong += [
                 f"{h:%Y-%m-%dT%H} {t}: lake {in_lake[t]:,} vs {FACTS[t]} {facts[t]:,}"
                 for t in in_lake
                 if in_lake[t] != facts[t]
             ]
-            counts[h] = in_lake
     finally:
         wh.close()
     if wrong:
         raise ReconcileError("the warehouse does not reconcile with the lake: " + "; ".join(wrong))
-    return counts
+    return found
 
 
 def _published_file(settings: Settings) -> Path:
     return settings.run_dir / "published.json"
 
 
-def publish(settings: Settings, counts: dict[datetime, dict[str, int]]) -> None:
-    """Record each reconciled hour as published, with its event counts (idempotent)."""
+def publish(settings: Settings, reconciled: Reconciled) -> None:
+    """Record each reconciled hour as published, with its event counts and the lake
+    snapshots they were counted at (idempotent)."""
+    counts = reconciled.counts
     if not counts:
         return
     wh = open_warehouse(settings)
     try:
-        wh.record_published(counts)
+        wh.record_published(counts, reconciled.snapshots)
     finally:
         wh.close()
     # A copy outside the warehouse, so `musify status` never waits on its lock.

@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from musify import procs
+from musify import locks, procs
 from musify.errors import MusifyError, UsageError
 from musify.orchestration import airflow_env
 from musify.settings import Settings
@@ -90,6 +90,30 @@ def plan_path(settings: Settings) -> Path:
 
 def up_path(settings: Settings) -> Path:
     return settings.run_dir / "up.json"
+
+
+def up_lock_path(settings: Settings) -> Path:
+    """The lock a running ``musify up`` holds for its whole life (``musify.locks``): one
+    per MUSIFY_HOME, and the pid ``musify down`` stops."""
+    return settings.run_dir / "up.lock"
+
+
+def read_up(settings: Settings) -> tuple[dict[str, Any] | None, str | None]:
+    """``run/up.json`` (what the running or last ``musify up`` started) and, when it
+    exists but cannot be used, why: ``(None, None)`` when there is none."""
+    path = up_path(settings)
+    try:
+        doc = orjson.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None, None
+    except (OSError, orjson.JSONDecodeError) as exc:
+        return None, f"{path} is unreadable ({exc})"
+    comps = doc.get("components") if isinstance(doc, dict) else None
+    if not isinstance(comps, dict) or not all(
+        isinstance(c, dict) and isinstance(c.get("pid"), int | None) for c in comps.values()
+    ):
+        return None, f"{path} is unreadable (not a musify up record)"
+    return doc, None
 
 
 def load_or_create_plan(settings: Settings, opts: UpOptions, now: datetime) -> tuple[Plan, bool]:
@@ -172,6 +196,7 @@ class Stack:
         self.plan: Plan | None = None
         self._stop = threading.Event()
         self._bootstrap: threading.Thread | None = None
+        self._lock: locks.Lock | None = None
         self.peak_rss = 0
 
     # -- building the components ---------------------------------------------------------
@@ -290,18 +315,18 @@ class Stack:
             self._bootstrap.start()
 
     def _claim(self) -> None:
-        """One ``musify up`` per MUSIFY_HOME; stop what a crashed one left running."""
-        path = up_path(self.settings)
-        try:
-            doc = orjson.loads(path.read_bytes())
-            pid = int(doc["pid"])
-        except (FileNotFoundError, orjson.JSONDecodeError, KeyError, ValueError):
+        """One ``musify up`` per MUSIFY_HOME (its lock, held until ``stop``); then stop
+        what a crashed one left running."""
+        self._lock = locks.acquire(
+            up_lock_path(self.settings),
+            f"musify up for {self.settings.home}",
+            hint="stop it with `musify down`",
+        )
+        doc, problem = read_up(self.settings)
+        if problem:
+            self.say(f"  ignoring {problem}: components it lists are not stopped")
+        if doc is None:
             return
-        if pid != os.getpid() and procs.alive(pid):
-            raise StackError(
-                f"musify up is already running for {self.settings.home} (pid {pid}); "
-                "stop it with `musify down`"
-            )
         for name, c in reversed(list(doc.get("components", {}).items())):
             cpid = c.get("pid")
             # the pid must still be ours: not reused by an unrelated process
@@ -344,6 +369,9 @@ class Stack:
 
     def _prepare_airflow(self, plan: Plan) -> None:
         s = self.settings
+        problem = airflow_db_problem(s)
+        if problem:  # otherwise `airflow db migrate` fails with pages of traceback
+            raise StackError(problem)
         env = airflow_env.airflow_environ(s, api_port=s.airflow_port, dag_start=plan.dag_start)
         t0 = time.monotonic()
         password, created = airflow_env.ensure_admin_password(s)
@@ -412,6 +440,8 @@ class Stack:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._lock is None:
+            return  # another musify up holds this MUSIFY_HOME: nothing here is ours
         for c in reversed(self.components):
             if c.proc is None or c.proc.poll() is not None:
                 continue
@@ -421,6 +451,8 @@ class Stack:
                 self.say(f"{c.name} did not stop within {timeout:.0f} s: killed")
         with contextlib.suppress(FileNotFoundError):
             up_path(self.settings).unlink()
+        self._lock.release()
+        self._lock = None
         self.say(
             "stopped. The broker keeps running (its topics live in memory): "
             "`musify broker stop` discards them."
@@ -465,22 +497,37 @@ def up(settings: Settings, opts: UpOptions, say: Callable[[str], None] = print) 
 
 
 def down(settings: Settings, timeout: float = 300.0, say: Callable[[str], None] = print) -> bool:
-    """Stop a running ``musify up`` (or, if it died, the components it left behind)."""
+    """Stop a running ``musify up`` (or, if it died, the components it left behind).
+
+    The ``musify up`` to stop is the holder of ``up_lock_path``, whatever ``run/up.json``
+    says (it may be missing or damaged); that file only names the components a crashed
+    one left behind."""
     path = up_path(settings)
-    if not path.exists():
+    pid = locks.holder(up_lock_path(settings))
+    doc, problem = read_up(settings)
+    if pid is None and doc is None:
+        if problem:
+            raise StackError(
+                f"no musify up is running for {settings.home}, and {problem}: the "
+                "components a crashed one left cannot be found; delete the file"
+            )
         say(f"no musify up is running for {settings.home}")
         return False
-    doc = orjson.loads(path.read_bytes())
-    pid = int(doc["pid"])
-    if procs.alive(pid):
+    if pid is not None:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while procs.alive(pid) and time.monotonic() < deadline:
             time.sleep(0.5)
         if not procs.alive(pid):
-            say("musify up stopped")
+            say(f"musify up (pid {pid}) stopped")
             return True
+        if doc is None:
+            raise StackError(
+                f"musify up (pid {pid}) did not stop in {timeout:.0f} s, and "
+                f"{problem or f'{path} is missing'}: stop it with `kill {pid}`"
+            )
         say(f"musify up (pid {pid}) did not stop in {timeout:.0f} s; stopping its components")
+    assert doc is not None
     for name, c in reversed(list(doc.get("components", {}).items())):
         cpid = c.get("pid")
         if cpid and procs.alive(cpid):
@@ -489,6 +536,43 @@ def down(settings: Settings, timeout: float = 300.0, say: Callable[[str], None] 
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     return True
+
+
+def airflow_db_path(settings: Settings) -> Path:
+    return airflow_env.airflow_home(settings) / "airflow.db"
+
+
+def airflow_db_problem(settings: Settings) -> str | None:
+    """Why Airflow's database (SQLite, ``MUSIFY_HOME/airflow/airflow.db``) is broken, as
+    one line with what to do; None when it is sound, absent or busy.
+
+    ``PRAGMA quick_check`` on a read-only connection: it changes nothing and reads a
+    local stack's few megabytes in milliseconds. A database locked by a writer, or one
+    whose journal needs a writer, is not reported: only corruption is."""
+    import sqlite3
+
+    path = airflow_db_path(settings)
+    if not path.is_file():
+        return None
+    try:
+        con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=1.0)
+        try:
+            found = [str(r[0]) for r in con.execute("PRAGMA quick_check").fetchall()]
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorname", "") not in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+            return None
+        reason = str(exc)
+    else:
+        if found == ["ok"]:
+            return None
+        reason = found[0] if found else "quick_check found damage"
+    return (
+        f"{path} is corrupt ({reason}): stop the stack, move the file away and `musify "
+        "up` creates a new one (Airflow's run history is lost; the lake and the warehouse "
+        "are not affected)"
+    )
 
 
 def airflow_health(settings: Settings, timeout: float = 2.0) -> dict[str, Any] | None:

@@ -1,5 +1,7 @@
 """``musify status``: the state of every component on one screen, from files and local
-endpoints only (no Spark, no warehouse lock), so it answers instantly while the stack runs.
+endpoints only (no Spark), so it answers instantly while the stack runs. The warehouse
+file is opened read-only for a moment, and Airflow's database checked read-only, only to
+tell a broken file: a writer's lock is never waited for, and is not damage.
 """
 
 from __future__ import annotations
@@ -7,20 +9,33 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
-from musify import procs
+from musify import locks, procs
 from musify.orchestration.hourly import last_published
-from musify.orchestration.stack import airflow_health, up_path
+from musify.orchestration.stack import (
+    airflow_db_problem,
+    airflow_health,
+    read_up,
+    up_lock_path,
+)
 from musify.settings import Settings
 
 
 def _up_doc(settings: Settings) -> dict[str, Any]:
+    """What the running ``musify up`` (the holder of its lock) started; {} when none runs."""
+    doc, _ = read_up(settings)
     try:
-        doc: dict[str, Any] = orjson.loads(up_path(settings).read_bytes())
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        return {}
-    return doc if procs.alive(int(doc.get("pid", 0) or 0)) else {}
+        running = locks.holder(up_lock_path(settings)) is not None
+    except locks.LockHeld:  # a musify up that is starting
+        running = True
+    return doc if doc is not None and running else {}
+
+
+def _warehouse_problem(settings: Settings) -> str | None:
+    if settings.warehouse_engine != "duckdb":
+        return None
+    from musify.warehouse.duckdb_engine import unreadable_reason
+
+    return unreadable_reason(settings.warehouse_path)
 
 
 def _row(name: str, state: str, details: str) -> dict[str, str]:
@@ -49,7 +64,7 @@ def collect(settings: Settings) -> dict[str, Any]:
         c = comps.get(name)
         if not c:
             return "stopped", ""
-        alive = procs.alive(int(c["pid"]))
+        alive = bool(c.get("pid")) and procs.alive(int(c["pid"]))
         where = c.get("url") or c.get("log") or ""
         return ("running" if alive else "exited"), f"pid {c['pid']} {where}".strip()
 
@@ -70,7 +85,10 @@ def collect(settings: Settings) -> dict[str, Any]:
     rows.append(_row("stream", "running" if s["running"] else "stopped", details))
 
     health = airflow_health(settings) if "airflow-api" in comps else None
-    if health is not None:
+    airflow_broken = airflow_db_problem(settings)
+    if airflow_broken:
+        rows.append(_row("airflow", "broken", airflow_broken))
+    elif health is not None:
         # components Airflow does not run here (the triggerer) report no status
         parts = [
             f"{k} {v['status']}"
@@ -87,7 +105,10 @@ def collect(settings: Settings) -> dict[str, Any]:
         rows.append(_row("airflow", "starting" if state == "running" else state, where))
 
     pub = last_published(settings)
-    if pub is not None:
+    warehouse_broken = _warehouse_problem(settings)
+    if warehouse_broken:
+        rows.append(_row("warehouse", "broken", warehouse_broken))
+    elif pub is not None:
         behind = (now - pub).total_seconds() / 3600 - 1
         details = f"last published hour {pub:%Y-%m-%d %H:00} UTC ({max(0.0, behind):.1f} h behind)"
         rows.append(_row("warehouse", "running", details))

@@ -158,6 +158,11 @@ def plan_run(opts: GenerateOptions, now: datetime | None = None) -> Plan:
         opts.continuous,
         now_s,
     )
+    if start < _FIRST_SECOND or (end != NEVER and end > _LAST_SECOND):
+        raise UsageError(
+            "the simulated window must lie within the years 1-9999: check --start-time, "
+            "--end-time and --days"
+        )
     if end <= start:
         raise UsageError(
             f"the end time {from_epoch(end):%Y-%m-%dT%H:%M:%S} is not after "
@@ -202,6 +207,11 @@ def check_resumable(opts: GenerateOptions, plan: Plan) -> None:
             "--resume needs a run that regenerates the same events every time; give "
             + " and ".join(missing)
         )
+
+
+#: The first and last second a simulated window may cover (Python's datetimes).
+_FIRST_SECOND = -62_135_596_800  # 0001-01-01T00:00:00Z
+_LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
 
 
 def _window(

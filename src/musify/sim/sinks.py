@@ -73,7 +73,8 @@ class FileSink(Sink):
 
     def write(self, topic: str, keys: Sequence[int], lines: Sequence[bytes]) -> None:
         if lines:
-            self._files[topic].write(b"".join(lines))
+            f = self._files[topic]  # a local: the CLI names it when a write fails (ENOSPC)
+            f.write(b"".join(lines))
 
     def flush(self) -> None:
         for f in self._files.values():

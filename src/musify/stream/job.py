@@ -33,12 +33,11 @@ from typing import Any
 import orjson
 
 from musify.errors import MusifyError, UsageError
-from musify.events import TOPIC_NAMES
-from musify.lake import Lake, commit_batch
-from musify.lake.commit import read_commit
-from musify.lake.layout import STAGING
+from musify.events import TOPIC_NAMES, TOPICS
+from musify.lake import QUARANTINE, Lake, LakeError
+from musify.lake.commit import Committer, data_prefix
 from musify.settings import Settings
-from musify.stream import status
+from musify.stream import guard, status
 
 SOURCES = ("musify_kafka", "kafka")
 _TRIGGER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|seconds?|m|min|minutes?|h|hours?)?\s*$")
@@ -190,61 +189,88 @@ def _read_stream(spark: Any, opts: StreamOptions) -> Any:
 
 
 class _BatchWriter:
-    """The foreachBatch function: stage with Spark, commit into the lake."""
+    """The foreachBatch function: write the files with Spark, commit them into the
+    lake's tables (``musify.lake.commit``)."""
 
-    def __init__(self, lake: Lake, settings: Settings) -> None:
+    def __init__(self, lake: Lake, settings: Settings, committer: Committer) -> None:
         self.lake = lake
         self.settings = settings
+        self.committer = committer
         self.reports: dict[int, status.BatchReport] = {}
         self.newest: datetime | None = None
         self.max_future = timedelta(seconds=settings.max_event_future_seconds)
         # Partition → (newest event committed, when), carried over a restart so the
         # event-time watermark does not start again from nothing.
         self.marks = status.event_marks_from(status.last_record(settings))
+        self.retention = timedelta(hours=settings.lake_snapshot_retention_hours)
+        self.next_expiry = 0.0  # monotonic time of the next snapshot expiry
 
     def event_watermark(self, now: datetime) -> datetime | None:
         return status.event_watermark_of(self.marks, now)
 
     def __call__(self, df: Any, batch_id: int) -> None:
         t0 = time.monotonic()
-        if read_commit(self.lake, batch_id) is not None:
-            # Already in the lake (the job died between our commit and Spark's): the
-            # replayed batch has the same offsets, so there is nothing to do.
+        pending = self.committer.pending(batch_id)
+        if not pending:
+            # Already in every table (the job died between our commits and Spark's):
+            # the replayed batch has the same offsets, so there is nothing to do.
             self.reports[batch_id] = status.BatchReport(batch_id=batch_id, replayed=True)
             return
         from musify.stream.stage import stage_batch
 
-        stage = f"{STAGING}/stream/{batch_id:012d}"
-        staged = stage_batch(df, self.lake, stage, datetime.now(UTC), self.max_future)
+        for name in pending:  # files an interrupted attempt of this batch left
+            self.lake.storage.remove_prefix(data_prefix(name, batch_id))
+        skip = frozenset(self.lake.tables) - set(pending)
+        staged = stage_batch(
+            df, self.lake, batch_id, datetime.now(UTC), self.max_future, skip, TOPICS
+        )
         rows, newest = staged.rows, staged.newest
         if newest is not None and (self.newest is None or newest > self.newest):
             self.newest = newest
+        t_commit = time.monotonic()
+        self.committer.commit(batch_id, staged.tables)
+        commit_ms = int((time.monotonic() - t_commit) * 1000)
         now = datetime.now(UTC)
-        commit_batch(
-            self.lake,
-            batch_id,
-            staged.files,
-            rows,
-            meta={
-                "committed_at": now.isoformat(),
-                "newest_event": newest.isoformat() if newest else None,
-            },
-        )
-        self.lake.storage.remove_prefix(stage)
         for (topic, part), mark in staged.marks.items():
             if topic == status.EVENT_TIME_TOPIC:
                 before = self.marks.get(part)
                 self.marks[part] = (max(mark, before[0]) if before else mark, now)
         if staged.unknown_fields:
             log_unknown(staged.unknown_fields)
+        if time.monotonic() >= self.next_expiry:
+            self.expire_snapshots(now)
         self.reports[batch_id] = status.BatchReport(
             batch_id=batch_id,
             rows={t: rows.get(t, 0) for t in TOPIC_NAMES},
-            quarantined=rows.get("_quarantine", 0),
+            quarantined=rows.get(QUARANTINE, 0),
             duration_ms=int((time.monotonic() - t0) * 1000),
             newest_event=newest.isoformat() if newest else None,
             unknown_fields=dict(staged.unknown_fields),
+            commit_ms=commit_ms,
         )
+
+    def expire_snapshots(self, now: datetime) -> None:
+        """Expire snapshots past the retention, hourly: every commit rewrites a table's
+        metadata with all its snapshots, so their number is what a commit costs (the
+        daily maintenance expires them too, and compacts)."""
+        from musify.lake.maintenance import TableReport, expire_snapshots
+
+        for name in self.lake.tables:
+            expire_snapshots(self.lake, name, now - self.retention, TableReport())
+        self.next_expiry = time.monotonic() + EXPIRY_INTERVAL_S
+
+
+#: How often the stream expires its tables' old snapshots.
+EXPIRY_INTERVAL_S = 3600.0
+
+
+def checkpoint_last_batch(checkpoint: str) -> int:
+    """The newest batch Spark's checkpoint has committed (-1 for a new checkpoint)."""
+    from musify.lake.storage import open_storage
+
+    keys = open_storage(checkpoint).list("commits", suffix="")
+    ids = [int(name) for k in keys if (name := k.rsplit("/", 1)[-1]).isdigit()]
+    return max(ids, default=-1)
 
 
 def log_unknown(counts: dict[str, int]) -> None:
@@ -381,9 +407,25 @@ def run_stream(
     SIGTERM does.
     """
     settings.ensure_dirs()
-    lake = Lake(settings.lake_root)
-    lake.storage.check_writable()
+    lake = Lake.from_settings(settings)
+    if lake.has_legacy_layout():
+        raise LakeError(
+            f"the lake {lake.url} holds Parquet files of an earlier Musify (its _commits "
+            "folder): convert it once with `musify lake migrate`, then start the stream"
+        )
+    # Before anything else, Spark above all: one stream per checkpoint, a broker that
+    # answers (one line each, instead of pages of Java).
+    checkpoint_lock = guard.claim(settings, opts.bootstrap_servers)
     checkpoint = settings.checkpoint_location
+    try:
+        lake.storage.check_writable()
+        # Creates the tables on the first start; refuses a checkpoint that is not the
+        # lake's, and fences off any other stream still writing it.
+        committer = Committer(lake.tables, checkpoint)
+        committer.claim(checkpoint_last_batch(checkpoint))
+    except BaseException:
+        checkpoint_lock.release()
+        raise
 
     from pyspark.errors import StreamingQueryException
     from pyspark.sql import SparkSession
@@ -404,7 +446,7 @@ def run_stream(
         file=sys.stderr,
         flush=True,
     )
-    writer = _BatchWriter(lake, settings)
+    writer = _BatchWriter(lake, settings, committer)
     stop = [False]
     # Restarts begin without a watermark: only a caught-up batch of this run sets it.
     watermark: datetime | None = None
@@ -492,6 +534,7 @@ def run_stream(
                 raise StreamError(f"the stream stopped: {_failure_message(failure)}")
     finally:
         status.clear_pid(settings)
+        checkpoint_lock.release()
         if own_session:  # a session the caller already had is theirs to stop
             with contextlib.suppress(Exception):
                 spark.stop()

@@ -36,13 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from musify.events import FieldType, Topic
-
-#: Columns every lake row carries besides the event's own fields.
-KAFKA_COLUMNS = ("kafka_partition", "kafka_offset", "kafka_timestamp", "ingested_at")
-#: The lake column with the fields of an event that its topic's schema does not know.
-EXTRA_COLUMN = "extra"
-PARTITION_COLUMNS = ("date", "hour")
-UTC_MICROS = pa.timestamp("us", tz="UTC")
+from musify.lake.schema import UTC_MICROS, lake_schema
 
 _JSON_TYPES: dict[FieldType, pa.DataType] = {
     FieldType.STRING: pa.string(),
@@ -51,10 +45,6 @@ _JSON_TYPES: dict[FieldType, pa.DataType] = {
     FieldType.DOUBLE: pa.float64(),
     FieldType.BOOLEAN: pa.bool_(),
     FieldType.TIMESTAMP_MS: pa.int64(),  # epoch milliseconds in the JSON
-}
-_LAKE_TYPES: dict[FieldType, pa.DataType] = {
-    **_JSON_TYPES,
-    FieldType.TIMESTAMP_MS: UTC_MICROS,  # a real timestamp in the lake
 }
 #: Epoch milliseconds of 0001-01-01 and 10000-01-01: the timestamps a lake holds.
 TS_RANGE_MS = (-62_135_596_800_000, 253_402_300_800_000)
@@ -72,33 +62,6 @@ _LBRACE, _RBRACE, _NEWLINE = ord("{"), ord("}"), ord("\n")
 def json_schema(topic: Topic) -> pa.Schema:
     """The types a topic's messages are parsed with (timestamps as epoch ms)."""
     return pa.schema([pa.field(f.name, _JSON_TYPES[f.type]) for f in topic.fields])
-
-
-def lake_schema(topic: Topic) -> pa.Schema:
-    """The columns of a topic's Parquet files (partition columns come from the path)."""
-    return pa.schema(
-        [
-            *(pa.field(f.name, _LAKE_TYPES[f.type]) for f in topic.fields),
-            pa.field("kafka_partition", pa.int32()),
-            pa.field("kafka_offset", pa.int64()),
-            pa.field("kafka_timestamp", UTC_MICROS),
-            pa.field("ingested_at", UTC_MICROS, nullable=False),
-            pa.field(EXTRA_COLUMN, pa.string()),
-        ]
-    )
-
-
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        pa.field("kafka_partition", pa.int32()),
-        pa.field("kafka_offset", pa.int64()),
-        pa.field("kafka_timestamp", UTC_MICROS),
-        pa.field("key", pa.binary()),
-        pa.field("value", pa.binary()),
-        pa.field("reason", pa.string()),
-        pa.field("ingested_at", UTC_MICROS, nullable=False),
-    ]
-)
 
 
 @dataclass(frozen=True)

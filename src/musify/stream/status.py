@@ -59,6 +59,8 @@ class BatchReport:
     #: "topic.field" → events of this batch carrying a field the schema does not know
     #: (kept in the lake's ``extra`` column).
     unknown_fields: dict[str, int] = field(default_factory=dict)
+    #: How long the Iceberg commits of the batch took (all its tables), in ms.
+    commit_ms: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,8 +1,8 @@
 """The warehouse adapter interface (one adapter per engine, as in SQLMesh).
 
 Each engine declares what it can guarantee as class attributes, and shares the part of a
-load that does not depend on the engine: finding an hour's committed lake files and
-checking them before anything changes.
+load that does not depend on the engine: planning an hour's data files from the lake's
+tables and checking them before anything changes.
 """
 
 from __future__ import annotations
@@ -40,14 +40,17 @@ class LoadResult:
 
 @dataclass(frozen=True)
 class LoadPlan:
-    """The committed lake files of each topic and hour to load, checked readable.
+    """The data files of each topic and hour to load, as the lake's tables name them at
+    one snapshot per topic, checked present and readable.
 
-    Files are URIs as strings (local paths today; ``gs://`` URIs when the lake is on
-    GCS), so engines that load by URI need not know where the lake lives.
+    Files are URIs as strings (local paths, or ``gs://`` URIs when the lake is on GCS),
+    so engines that load by URI need not know where the lake lives.
     """
 
     hours: tuple[datetime, ...]
     files: dict[str, dict[datetime, list[str]]]  # topic -> hour -> files
+    #: The table snapshot each topic's files come from (None: the table is empty).
+    snapshots: dict[str, int | None] = field(default_factory=dict)
 
     @property
     def missing_hours(self) -> tuple[str, ...]:
@@ -94,15 +97,18 @@ def check_files(files: list[str]) -> None:
 
 
 def plan_load(lake: Lake, hours: list[datetime]) -> LoadPlan:
-    """The committed files of every topic for these hours; corrupt files fail here."""
+    """The files of every topic for these hours, planned from each table's current
+    snapshot: a committed file that is missing, or a corrupt one, fails here."""
+    from musify.lake.read import plan
+
     files: dict[str, dict[datetime, list[str]]] = {}
+    snapshots: dict[str, int | None] = {}
     for topic in TOPIC_NAMES:
-        files[topic] = {}
-        for h in hours:
-            found = lake.hour_files(topic, h)
-            check_files(found)
-            files[topic][h] = found
-    return LoadPlan(tuple(hours), files)
+        p = plan(lake, topic, hours)
+        files[topic] = {h: p.files.get(h, []) for h in hours}
+        snapshots[topic] = p.snapshot_id
+        check_files(p.paths())
+    return LoadPlan(tuple(hours), files, snapshots)
 
 
 class Warehouse(ABC):
@@ -147,9 +153,19 @@ class Warehouse(ABC):
         ``event_hour`` in [start, end)."""
 
     @abstractmethod
-    def record_published(self, counts: Mapping[datetime, Mapping[str, int]]) -> None:
+    def loaded_snapshots(self, start: datetime, end: datetime) -> dict[datetime, dict[str, int]]:
+        """Per hour in [start, end) and topic, the lake table snapshot its raw rows were
+        loaded from (hours or topics without rows are absent)."""
+
+    @abstractmethod
+    def record_published(
+        self,
+        counts: Mapping[datetime, Mapping[str, int]],
+        snapshots: Mapping[datetime, Mapping[str, int | None]] | None = None,
+    ) -> None:
         """Replace the rows of these hours in ``published_hours`` (raw schema), with
-        their event counts per topic, in one transaction."""
+        their event counts per topic and the lake snapshots they were counted at (so
+        the hour can be read again exactly, by time travel), in one transaction."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -254,17 +254,23 @@ class BigQueryWarehouse(Warehouse):
                     if r["h"] not in wanted:
                         raise BigQueryLoadError(
                             f"lake files of {topic} for {', '.join(sorted(wanted))} hold "
-                            f"{r['n']} events of hour {r['h']}; the lake's hour= folders must "
-                            "hold the events of their hour (the warehouse was left unchanged)"
+                            f"{r['n']} events of hour {r['h']}; a table's planned files "
+                            "must hold the events of their hour (the warehouse was left "
+                            "unchanged)"
                         )
                     rows[topic][r["h"]] = int(r["n"])
-            self._swap(hours, staged)
+            self._swap(hours, staged, plan.snapshots)
         finally:
             for name in staged.values():
                 self._drop(name)
         return LoadResult(rows, plan.missing_hours)
 
-    def _swap(self, hours: list[datetime], staged: Mapping[str, str]) -> None:
+    def _swap(
+        self,
+        hours: list[datetime],
+        staged: Mapping[str, str],
+        snapshots: Mapping[str, int | None],
+    ) -> None:
         """Replace the hours' rows of every raw table in one transaction."""
         if not hours:
             return
@@ -276,9 +282,12 @@ class BigQueryWarehouse(Warehouse):
             statements.append(f"DELETE FROM {table} WHERE event_hour IN ({in_hours});")
             if topic in staged:
                 cols = ", ".join(_q(n) for n, _ in lake_columns(topic))
+                snapshot = snapshots.get(topic)
+                snap = "NULL" if snapshot is None else str(int(snapshot))
                 statements.append(
-                    f"INSERT INTO {self.sql_table(topic)} ({cols}, event_hour, loaded_at) "
-                    f"SELECT {cols}, TIMESTAMP_TRUNC(ts, HOUR), {now} "
+                    f"INSERT INTO {self.sql_table(topic)} "
+                    f"({cols}, event_hour, loaded_at, lake_snapshot) "
+                    f"SELECT {cols}, TIMESTAMP_TRUNC(ts, HOUR), {now}, {snap} "
                     f"FROM {self.sql_table(staged[topic])};"
                 )
         statements.append("COMMIT TRANSACTION;")
@@ -341,7 +350,25 @@ class BigQueryWarehouse(Warehouse):
         found = {r["topic"]: int(r["n"]) for r in rows}
         return {topic: found.get(topic, 0) for topic in facts}
 
-    def record_published(self, counts: Mapping[datetime, Mapping[str, int]]) -> None:
+    def loaded_snapshots(self, start: datetime, end: datetime) -> dict[datetime, dict[str, int]]:
+        self.ensure_raw_tables()
+        out: dict[datetime, dict[str, int]] = {}
+        for topic in TOPIC_NAMES:
+            rows = self.query(
+                f"SELECT event_hour AS h, MAX(lake_snapshot) AS s FROM {self.sql_table(topic)} "
+                f"WHERE event_hour >= {_ts(start)} AND event_hour < {_ts(end)} "
+                "AND lake_snapshot IS NOT NULL GROUP BY event_hour"
+            )
+            for r in rows:
+                h = r["h"] if r["h"].tzinfo else r["h"].replace(tzinfo=UTC)
+                out.setdefault(h.astimezone(UTC), {})[topic] = int(r["s"])
+        return out
+
+    def record_published(
+        self,
+        counts: Mapping[datetime, Mapping[str, int]],
+        snapshots: Mapping[datetime, Mapping[str, int | None]] | None = None,
+    ) -> None:
         if not counts:
             return
         import orjson
@@ -352,20 +379,24 @@ class BigQueryWarehouse(Warehouse):
             bigquery.SchemaField("hour", "TIMESTAMP", mode="REQUIRED"),
             bigquery.SchemaField("published_at", "TIMESTAMP"),
             bigquery.SchemaField("events", "STRING"),  # JSON text, as on every engine
+            # the lake snapshots each topic was counted at (JSON text)
+            bigquery.SchemaField("lake_snapshots", "STRING"),
         ]
-        self.client.create_table(
+        existing = self.client.create_table(
             bigquery.Table(self.table_id(PUBLISHED_HOURS), schema=schema), exists_ok=True
         )
+        self._add_missing_columns(existing, schema)
         table = self.sql_table(PUBLISHED_HOURS)
         hours = ", ".join(_ts(h) for h in counts)
         now = _ts(datetime.now(UTC))
         values = ", ".join(
-            f"({_ts(h)}, {now}, {_string(orjson.dumps(dict(c)).decode())})"
+            f"({_ts(h)}, {now}, {_string(orjson.dumps(dict(c)).decode())}, "
+            f"{_string(orjson.dumps(dict((snapshots or {}).get(h, {}))).decode())})"
             for h, c in sorted(counts.items())
         )
         script = (
             f"BEGIN TRANSACTION;\nDELETE FROM {table} WHERE hour IN ({hours});\n"
-            f"INSERT INTO {table} (hour, published_at, events) VALUES {values};\n"
+            f"INSERT INTO {table} (hour, published_at, events, lake_snapshots) VALUES {values};\n"
             "COMMIT TRANSACTION;"
         )
         self.client.query(script, location=self.location).result()

@@ -34,7 +34,14 @@ RAW_SCHEMA = "raw"
 #: Where dbt builds the models (dbt/profiles.yml's schema).
 MODELS_SCHEMA = "analytics"
 
-__all__ = ["CorruptLakeFile", "DuckDBWarehouse", "hours_between", "release_dbt_connections"]
+__all__ = [
+    "CorruptLakeFile",
+    "DuckDBWarehouse",
+    "WarehouseUnreadable",
+    "hours_between",
+    "release_dbt_connections",
+    "unreadable_reason",
+]
 
 
 def _q(name: str) -> str:
@@ -63,10 +70,30 @@ def is_lock_conflict(exc: BaseException) -> bool:
     return "lock" in text and ("conflicting" in text or "could not set" in text)
 
 
+class WarehouseUnreadable(MusifyError):
+    """The warehouse file exists but DuckDB cannot open it (damaged, truncated, not a
+    DuckDB file, or unreadable); the message names the file and what to do."""
+
+
+def _unreadable(path: Path, exc: BaseException) -> WarehouseUnreadable:
+    first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+    if "permission" in first.lower():
+        hint = "check the file's owner and permissions"
+    else:
+        hint = (
+            "move it away and rebuild the warehouse from the lake with `musify batch "
+            "--full-refresh --start <first hour> --end <last hour>`"
+        )
+    return WarehouseUnreadable(f"cannot open the warehouse {path} ({first}): {hint}")
+
+
 def connect(path: Path, *, read_only: bool = False, wait_s: float = 60.0) -> Any:
     """Open the warehouse file, waiting (with backoff) while another process holds it:
     DuckDB allows one writing process, and the dashboard's reads hold the file for
-    milliseconds, so a writer that waits a little never fails for them."""
+    milliseconds, so a writer that waits a little never fails for them.
+
+    ``WarehouseLocked`` when it stays locked for ``wait_s`` seconds (0: no waiting),
+    ``WarehouseUnreadable`` when the file cannot be opened at all."""
     import duckdb
 
     deadline = time.monotonic() + wait_s
@@ -76,13 +103,35 @@ def connect(path: Path, *, read_only: bool = False, wait_s: float = 60.0) -> Any
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as exc:
             if not is_lock_conflict(exc):
-                raise
+                raise _unreadable(path, exc) from None
             if time.monotonic() >= deadline:
                 raise WarehouseLocked(
                     f"{path} stayed locked by another process for {wait_s:.0f} s: {exc}"
                 ) from None
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
+        except duckdb.ConnectionException:
+            raise  # this process has it open differently: not the file's fault
+        except duckdb.Error as exc:  # "Corrupt database file: computed checksum ..."
+            raise _unreadable(path, exc) from None
+
+
+def unreadable_reason(path: Path) -> str | None:
+    """Why the warehouse file cannot be opened read-only (``WarehouseUnreadable``'s
+    message), or None: also when there is no file, or when another process holds it (a
+    lock is not damage, and this never waits for it). Opens and closes it at once."""
+    import duckdb
+
+    if not path.is_file():
+        return None
+    try:
+        con = connect(path, read_only=True, wait_s=0)
+    except WarehouseUnreadable as exc:
+        return str(exc)
+    except (WarehouseLocked, duckdb.ConnectionException):
+        return None
+    con.close()
+    return None
 
 
 class DuckDBWarehouse(Warehouse):
@@ -108,8 +157,9 @@ class DuckDBWarehouse(Warehouse):
     def load_hours(self, lake: Lake, hours: list[datetime]) -> LoadResult:
         """One DELETE and one INSERT per topic, whatever the number of hours.
 
-        ``event_hour`` comes from the files' ``date=/hour=`` folders (hive partitioning),
-        so a reload replaces exactly the rows the hour's folder holds.
+        The files come from each topic's lake table (one snapshot per topic, recorded
+        in ``lake_snapshot``); each holds the events of one hour, so a reload replaces
+        exactly the rows of the hours it plans.
         """
         self.ensure_raw_tables()
         plan = plan_load(lake, hours)
@@ -137,11 +187,10 @@ class DuckDBWarehouse(Warehouse):
                 select = ", ".join(_q(n) for n, _ in lake_columns(topic))
                 file_list = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
                 con.execute(
-                    f"INSERT INTO {table} ({select}, event_hour, loaded_at) "
-                    f"SELECT {select}, CAST(date AS TIMESTAMP) + to_hours(hour), ?::TIMESTAMP "
-                    f"FROM read_parquet([{file_list}], union_by_name = true, "
-                    "hive_partitioning = true, hive_types = {'date': DATE, 'hour': INTEGER})",
-                    [now],
+                    f"INSERT INTO {table} ({select}, event_hour, loaded_at, lake_snapshot) "
+                    f"SELECT {select}, date_trunc('hour', ts), ?::TIMESTAMP, ?::BIGINT "
+                    f"FROM read_parquet([{file_list}], union_by_name = true)",
+                    [now, plan.snapshots.get(topic)],
                 )
                 counts = con.execute(
                     f"SELECT event_hour, count(*) FROM {table} "
@@ -207,7 +256,25 @@ class DuckDBWarehouse(Warehouse):
             out[topic] = int(row[0]) if row else 0
         return out
 
-    def record_published(self, counts: Mapping[datetime, Mapping[str, int]]) -> None:
+    def loaded_snapshots(self, start: datetime, end: datetime) -> dict[datetime, dict[str, int]]:
+        self.ensure_raw_tables()
+        out: dict[datetime, dict[str, int]] = {}
+        for topic in TOPIC_NAMES:
+            rows = self.con.execute(
+                f"SELECT event_hour, max(lake_snapshot) FROM {RAW_SCHEMA}.{topic} "
+                "WHERE event_hour >= ? AND event_hour < ? AND lake_snapshot IS NOT NULL "
+                "GROUP BY event_hour",
+                [_naive(start), _naive(end)],
+            ).fetchall()
+            for h, snap in rows:
+                out.setdefault(h.replace(tzinfo=UTC), {})[topic] = int(snap)
+        return out
+
+    def record_published(
+        self,
+        counts: Mapping[datetime, Mapping[str, int]],
+        snapshots: Mapping[datetime, Mapping[str, int | None]] | None = None,
+    ) -> None:
         if not counts:
             return
         import orjson
@@ -219,14 +286,23 @@ class DuckDBWarehouse(Warehouse):
             f"CREATE TABLE IF NOT EXISTS {table} "
             "(hour TIMESTAMP PRIMARY KEY, published_at TIMESTAMP, events JSON)"
         )
+        # the lake snapshots each topic was counted at (added after the first version)
+        con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS lake_snapshots JSON")
         now = _naive(datetime.now(UTC))
         con.execute("BEGIN TRANSACTION")
         try:
             for h, per_topic in sorted(counts.items()):
+                snaps = dict((snapshots or {}).get(h, {}))
                 con.execute(f"DELETE FROM {table} WHERE hour = ?", [_naive(h)])
                 con.execute(
-                    f"INSERT INTO {table} VALUES (?, ?, ?)",
-                    [_naive(h), now, orjson.dumps(dict(per_topic)).decode()],
+                    f"INSERT INTO {table} (hour, published_at, events, lake_snapshots) "
+                    "VALUES (?, ?, ?, ?)",
+                    [
+                        _naive(h),
+                        now,
+                        orjson.dumps(dict(per_topic)).decode(),
+                        orjson.dumps(snaps).decode(),
+                    ],
                 )
             con.execute("COMMIT")
         except Exception:

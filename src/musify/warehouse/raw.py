@@ -2,7 +2,8 @@
 
 Derived from ``musify.events`` (the one schema): the event's own fields keep their JSON
 names, ``ts`` and ``registration`` become timestamps, then the Kafka coordinates and
-ingestion time the stream added, ``event_hour`` (the unit of loading) and ``loaded_at``.
+ingestion time the stream added, ``event_hour`` (the unit of loading), ``loaded_at`` and
+``lake_snapshot`` (the lake table snapshot the rows came from).
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ LAKE_EXTRA = (
     # the fields an event carried that its schema does not know (a JSON object)
     ("extra", "string"),
 )
-LOAD_EXTRA = (("event_hour", "timestamp"), ("loaded_at", "timestamp"))
+LOAD_EXTRA = (
+    ("event_hour", "timestamp"),
+    ("loaded_at", "timestamp"),
+    # the snapshot of the topic's lake table the rows were loaded from (time travel)
+    ("lake_snapshot", "long"),
+)
 
 #: ``raw.song_metadata``: the Million Song Dataset's ``songs.csv`` columns (the subset
 #: eventsim ships), loaded when the user supplies the file (MUSIFY_SONG_METADATA), then
@@ -100,6 +106,7 @@ _EXTRA_DOCS = {
     "extra": "the fields the event carried that the schema does not know (JSON), or null",
     "event_hour": "the hour of ts, the unit of loading",
     "loaded_at": "when musify batch loaded it",
+    "lake_snapshot": "the snapshot of the lake's Iceberg table the row was loaded from",
     "source_sha256": "SHA-256 of the songs.csv the rows came from",
 }
 _SONG_METADATA_DOC = (

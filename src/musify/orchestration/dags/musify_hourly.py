@@ -6,7 +6,9 @@ end of the hour, load it (plus the look-back hours, for late events) into the ra
 hour reconcile with the distinct events in the lake, and record the hour as published.
 
 ``musify_backfill`` runs the same steps for a range of hours given when it is triggered
-(``musify up`` publishes the generated history with it in one go).
+(``musify up`` publishes the generated history with it in one go). ``musify_maintenance``
+keeps the lake's Iceberg tables small once a day (``musify lake maintain``: compaction
+of closed hours, snapshot expiry, orphan files; safe while the stream writes).
 
 This file runs in Airflow's own virtual environment and imports nothing from musify:
 each task calls the ``musify`` CLI of the main environment, so Airflow and dbt never share
@@ -99,6 +101,12 @@ def stream_passed(start: str, end: str) -> bool:
     return True
 
 
+def maintain_lake() -> None:
+    code = subprocess.run([CLI, "lake", "maintain"], check=False).returncode
+    if code != 0:
+        raise RuntimeError(f"musify lake maintain exited with code {code}")
+
+
 def publication(window: dict[str, str]) -> None:
     """wait_for_stream >> load >> dbt_build >> reconcile >> publish, for ``window``."""
 
@@ -155,3 +163,17 @@ with DAG(
     tags=["musify"],
 ):
     publication(RANGE)
+
+with DAG(
+    dag_id="musify_maintenance",
+    description="Compact the lake's closed hours, expire old snapshots, remove orphan files",
+    schedule=CronDataIntervalTimetable("0 3 * * *", timezone="UTC"),
+    start_date=START,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["musify"],
+):
+    # Idempotent and safe beside the stream and the hourly runs (it does not write the
+    # warehouse): no pool, no window.
+    PythonOperator(task_id="maintain_lake", python_callable=maintain_lake)
