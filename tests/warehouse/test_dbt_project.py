@@ -28,6 +28,9 @@ REPO = Path(__file__).resolve().parents[2]
 PROJECT = REPO / "dbt"
 START = datetime(2024, 3, 18, tzinfo=UTC)  # a Monday
 DUPLICATE_EVERY = 53  # every 53rd event is delivered twice
+# Every 41st event is produced again after a broker reset: another partition, and offsets
+# from 0 again, which other events of the run hold too. Counted once all the same.
+REPRODUCED_EVERY = 41
 
 _SQL = {
     FieldType.STRING: "VARCHAR",
@@ -86,16 +89,22 @@ def load_raw(con: Any, jsonl_dir: Path) -> dict[str, int]:
         insert = f"""
             insert into raw.{topic.name}
             select {names},
-                cast(n % 5 as integer) as kafka_partition,
-                n + {{bump}} as kafka_offset,
+                cast((n + {{shift}}) % 5 as integer) as kafka_partition,
+                {{offset}} as kafka_offset,
                 ts + interval 1 second as kafka_timestamp,
                 ts + interval 2 second as ingested_at,
                 date_trunc('hour', ts) as event_hour,
                 timestamp '2024-03-21 00:00:00' as loaded_at
             from events
         """
-        con.execute(insert.format(bump=0))
-        con.execute(insert.format(bump=10_000_000) + f" where n % {DUPLICATE_EVERY} = 0")
+        con.execute(insert.format(shift=0, offset="n"))
+        con.execute(
+            insert.format(shift=0, offset="n + 10000000") + f" where n % {DUPLICATE_EVERY} = 0"
+        )
+        con.execute(
+            insert.format(shift=2, offset=f"n // {REPRODUCED_EVERY}")
+            + f" where n % {REPRODUCED_EVERY} = 0"
+        )
         distinct[topic.name] = con.execute("select count(*) from events").fetchone()[0]
     return distinct
 

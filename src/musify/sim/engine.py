@@ -214,6 +214,39 @@ def block_seed(seed: int, block: int, stream: str) -> int:
     return int.from_bytes(digest[:8], "little")
 
 
+#: A sessionId is the run's tag in the high bits and the run's own session number in the
+#: low SESSION_BITS: 2^40 sessions per run (a million users for a thousand years at three
+#: sessions a day) and 2^23 - 1 tags, so every id stays a positive int64.
+SESSION_BITS = 40
+RUN_TAGS = (1 << (63 - SESSION_BITS)) - 1
+
+
+def run_tag(spec: ModelSpec) -> int:
+    """The run's identity in its session ids, in [1, RUN_TAGS].
+
+    Derived from everything that decides the run's events (seed, users, window start,
+    config), so the same run regenerated (``--resume``, a re-run) gets the same ids and
+    runs that differ get different ones: two different runs share a tag with odds of
+    1 in 8.4 million. The window's end is left out: extending a run keeps its ids.
+    """
+    identity = orjson.dumps(
+        {
+            "seed": spec.seed,
+            "first_user_id": spec.first_user_id,
+            "n_users": spec.n_users,
+            "window_start": spec.window_start,
+            "growth_rate": spec.growth_rate,
+            "attrition_rate": spec.attrition_rate,
+            "tag": spec.tag,
+            "config": spec.config_raw,
+        },
+        option=orjson.OPT_SORT_KEYS,
+        default=str,
+    )
+    digest = hashlib.sha256(b"musify-run:" + identity).digest()
+    return int.from_bytes(digest[:8], "little") % RUN_TAGS + 1
+
+
 class _Arrays:
     """Growable per-user columns of one block."""
 
@@ -264,6 +297,7 @@ class Block:
         self.np_rng = np.random.Generator(np.random.PCG64(block_seed(spec.seed, block, "users")))
         self.n_blocks = spec.n_blocks
         self.sessions = 0
+        self.session_base = run_tag(spec) << SESSION_BITS
         # Mid-session users at a chunk boundary: uidx -> session state.
         self.active: dict[int, list[int]] = {}
         lo, hi = spec.block_users(block)
@@ -428,11 +462,15 @@ class Block:
     def _open_session(self, t: int, s: int) -> tuple[int, int, int, int, bool]:
         """A new session starting at (t, s): (sessionId, item, song, song end, after login).
 
-        Session ids are unique across blocks: block b hands out b+1, b+1+k, ... for k
-        blocks. A session that opens with NextSong draws its song now (§5.5).
+        Session ids are unique across blocks: block b numbers its sessions b+1, b+1+k,
+        ... for k blocks, under the run's tag (``run_tag``). A session that opens with
+        NextSong draws its song now (§5.5).
         """
         mdl = self.model
-        sid = self.sessions * self.n_blocks + self.block + 1
+        number = self.sessions * self.n_blocks + self.block + 1
+        if number >> SESSION_BITS:
+            raise RuntimeError(f"a run cannot open more than 2^{SESSION_BITS} sessions")
+        sid = self.session_base | number
         self.sessions += 1
         song, song_end = -1, 0
         if mdl.is_song[s]:
