@@ -6,7 +6,10 @@ catalog on a SQLite file inside a local lake's folder (``MUSIFY_HOME/lake/catalo
 by default, so every home pointing at a lake sees its tables), or at
 ``MUSIFY_HOME/catalog.db`` for a ``gs://`` lake; a SQLAlchemy URL
 (``postgresql+psycopg2://…``) is a SQL catalog on that database, and an ``http(s)://``
-URL an Iceberg REST catalog. Tables live in the namespace ``musify``; their
+URL an Iceberg REST catalog. A REST catalog on ``*.googleapis.com`` is BigLake
+metastore's (the cloud deployment's): Google credentials (the machine's service
+account), and the lake's bucket as the catalog's warehouse; BigQuery reads its tables
+too. Tables live in the namespace ``musify``; their
 files under the lake root (``<lake>/<table>/metadata``, ``<lake>/<table>/data``), a folder
 or a ``gs://`` prefix.
 
@@ -29,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from musify.errors import MusifyError, UsageError
 from musify.lake.schema import arrow_schema, iceberg_schema, partition_spec, table_names
@@ -89,6 +93,24 @@ def catalog_properties(lake_url: str) -> dict[str, str]:
     return props
 
 
+def rest_properties(uri: str, lake_url: str) -> dict[str, Any]:
+    """pyiceberg properties of the REST catalog at ``uri`` for a lake at ``lake_url``."""
+    props: dict[str, Any] = {"uri": uri, "warehouse": lake_url, **catalog_properties(lake_url)}
+    host = urlsplit(uri).hostname or ""
+    if host == "googleapis.com" or host.endswith(".googleapis.com"):
+        if not lake_url.startswith("gs://"):
+            raise UsageError(
+                f"the BigLake catalog {uri} (MUSIFY_ICEBERG_CATALOG) keeps tables in a "
+                f"gs:// bucket, not in {lake_url} (MUSIFY_LAKE)"
+            )
+        # A BigLake catalog is named by its bucket; the service account's own storage
+        # rights read and write the files (the catalog vends no credentials).
+        props["warehouse"] = "gs://" + lake_url.removeprefix("gs://").split("/", 1)[0]
+        props["auth"] = {"type": "google"}
+        props["header.X-Iceberg-Access-Delegation"] = ""
+    return props
+
+
 def open_catalog(uri: str, lake_url: str) -> Any:
     """The catalog at ``uri`` (see the module docstring) for a lake at ``lake_url``."""
     props = {"warehouse": lake_url, **catalog_properties(lake_url)}
@@ -96,12 +118,14 @@ def open_catalog(uri: str, lake_url: str) -> Any:
         if uri.startswith(("http://", "https://")):
             from pyiceberg.catalog.rest import RestCatalog
 
-            return RestCatalog("musify", uri=uri, **props)
+            return RestCatalog("musify", **rest_properties(uri, lake_url))
         from pyiceberg.catalog.sql import SqlCatalog
 
         if uri.startswith("sqlite:///"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         return SqlCatalog("musify", uri=uri, **props)
+    except MusifyError:
+        raise
     except ImportError as exc:
         raise UsageError(f"the Iceberg catalog {uri} needs a package: {exc}") from None
     except Exception as exc:  # drivers raise their own types
