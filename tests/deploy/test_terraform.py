@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 
-from musify.lake.layout import COMMITS, Lake
+from musify.lake.schema import table_names
+from musify.warehouse.base import PUBLISHED_HOURS
+from musify.warehouse.bigquery_engine import PUBLISHED_HOURS_SCHEMA
 from tests.deploy.conftest import REPO, TERRAFORM_DIR, clean_env, missing_tool, venv_tool
 
 try:
@@ -269,20 +271,47 @@ def test_lake_bucket_is_private_and_versioned(tf: Config) -> None:
     assert block(lake, "versioning")["enabled"] is True
 
 
-def test_lifecycle_rules_touch_only_lake_data(tf: Config) -> None:
+def test_lifecycle_rules_never_touch_current_table_metadata_or_checkpoints(tf: Config) -> None:
+    """Iceberg's metadata and the stream's checkpoints are live state: no rule may move
+    or delete a current object there, and no rule deletes a current data file either (a
+    file a snapshot names is part of its table; retention is Iceberg's)."""
     rules = lake_rules(tf)
-    assert len(rules) >= 3
     checkpoints = tf.resolve("${local.checkpoints_prefix}")
-    commits = f"lake/{COMMITS}/"
-    expected = {f"lake/{d.name}/" for d in Lake(Path("lake")).data_dirs()}
-    for rule in rules:
+    data = {f"lake/{t}/data/" for t in table_names()}
+    transitions = [r for r in rules if block(r, "action")["type"] == "SetStorageClass"]
+    assert len(transitions) >= 2
+    for rule in transitions:
         prefixes = tf.resolve(block(rule, "condition").get("matches_prefix"))
-        # A rule without a prefix condition would match every object, checkpoints included.
+        # A rule without a prefix condition would match every object, metadata included.
         assert isinstance(prefixes, list) and prefixes, rule
-        assert set(prefixes) == expected, "the rules must cover exactly the lake's data folders"
+        assert set(prefixes) == data, "storage-class rules cover exactly the tables' data"
         for p in prefixes:
-            for protected in (checkpoints, commits):
-                assert not p.startswith(protected) and not protected.startswith(p), (p, protected)
+            assert not p.startswith(checkpoints) and "/metadata/" not in p
+    for rule in rules:
+        if block(rule, "action")["type"] == "Delete":
+            condition = block(rule, "condition")
+            # only noncurrent versions: a current object is never deleted by age
+            assert condition.get("with_state") == "ARCHIVED", rule
+            assert "days_since_noncurrent_time" in condition, rule
+
+
+def test_noncurrent_versions_expire_everywhere_the_code_writes(tf: Config) -> None:
+    """Status records, checkpoint files and the files maintenance expires become
+    noncurrent versions: a rule on the whole bucket must expire them."""
+    for name in ("lake", "artifacts"):
+        bucket = tf.of_type("google_storage_bucket")[name]
+        assert block(bucket, "versioning")["enabled"] is True
+        rules = list(bucket.get("lifecycle_rule", []))
+        assert any(
+            block(r, "action")["type"] == "Delete"
+            and "days_since_noncurrent_time" in block(r, "condition")
+            and "matches_prefix" not in block(r, "condition")
+            for r in rules
+        ), f"bucket {name} keeps noncurrent versions forever"
+
+
+def test_the_lake_data_prefixes_are_the_lakes_tables(tf: Config) -> None:
+    assert set(tf.locals["lake_data_prefixes"]) == {f"lake/{t}/data/" for t in table_names()}
 
 
 def test_checkpoints_and_lake_paths_are_where_the_outputs_say(tf: Config) -> None:
@@ -318,18 +347,97 @@ def test_project_level_roles_are_the_unavoidable_ones(tf: Config) -> None:
     assert roles <= PROJECT_ROLES, roles - PROJECT_ROLES
 
 
+def _grants(tf: Config, *types: str) -> set[tuple[str, str, str]]:
+    """(component, role, resource reference) of every IAM member of the given types."""
+    out = set()
+    for rtype in types:
+        for body in tf.of_type(rtype).values():
+            target = body.get("bucket") or body.get("table_id") or body.get("dataset_id")
+            target = target or body.get("name")
+            out.add((body["member"].split(".")[1], body["role"], str(target)))
+    return out
+
+
+IAM_TYPES = (
+    "google_storage_bucket_iam_member",
+    "google_bigquery_dataset_iam_member",
+    "google_bigquery_table_iam_member",
+    "google_biglake_iceberg_catalog_iam_member",
+)
+
+
 def test_data_access_is_granted_on_the_resources(tf: Config) -> None:
-    bucket = tf.of_type("google_storage_bucket_iam_member")
-    datasets = tf.of_type("google_bigquery_dataset_iam_member")
-    grants = {
-        (b["member"].split(".")[1], b["role"]) for b in [*bucket.values(), *datasets.values()]
-    }
+    grants = {(who, role) for who, role, _ in _grants(tf, *IAM_TYPES)}
     assert ("stream", "roles/storage.objectAdmin") in grants
-    assert ("batch", "roles/storage.objectViewer") in grants
+    assert ("stream", "roles/biglake.editor") in grants
+    # the batch plans loads and runs the lake's maintenance (compaction, expiry)
+    assert ("batch", "roles/storage.objectUser") in grants
+    assert ("batch", "roles/biglake.editor") in grants
     assert ("batch", "roles/bigquery.dataEditor") in grants
     assert ("dashboard", "roles/bigquery.dataViewer") in grants
-    # The dashboard reads marts only: no bucket access, no write access anywhere.
+    # The dashboard reads: no bucket access, no catalog, no write access anywhere.
     assert {r for who, r in grants if who == "dashboard"} == {"roles/bigquery.dataViewer"}
+
+
+def test_no_service_account_can_write_the_code_the_cluster_runs(tf: Config) -> None:
+    readers = {"roles/storage.objectViewer", "roles/storage.legacyObjectReader"}
+    on_artifacts = [
+        (who, role)
+        for who, role, target in _grants(tf, "google_storage_bucket_iam_member")
+        if "google_storage_bucket.artifacts" in target
+    ]
+    assert on_artifacts, "the Dataproc nodes must be able to read the artifacts"
+    assert all(role in readers for _, role in on_artifacts), on_artifacts
+    # the init script, the driver and the wheel are all in that bucket
+    for obj in tf.of_type("google_storage_bucket_object").values():
+        assert "google_storage_bucket.artifacts" in obj["bucket"], obj
+    assert "local.artifacts_bucket" in tf.locals["artifacts_path"]
+    (cluster,) = tf.of_type("google_dataproc_cluster").values()
+    text = json.dumps(cluster)
+    assert "google_storage_bucket.artifacts" in text and "local.artifacts_path" in text
+
+
+def test_the_dashboard_reads_the_publication_records_and_nothing_else_of_raw(
+    tf: Config,
+) -> None:
+    table = tf.of_type("google_bigquery_table")["published_hours"]
+    assert table["table_id"] == PUBLISHED_HOURS
+    assert "google_bigquery_dataset.raw" in table["dataset_id"]
+    dashboard = {
+        (role, target)
+        for who, role, target in _grants(tf, *IAM_TYPES)
+        if who == "dashboard" and ("raw" in target or "published_hours" in target)
+    }
+    assert dashboard == {
+        ("roles/bigquery.dataViewer", "${google_bigquery_table.published_hours.table_id}")
+    }
+
+
+def test_the_publication_table_schema_is_the_codes() -> None:
+    fields = json.loads((TERRAFORM_DIR / "files" / "published_hours.schema.json").read_text())
+    assert [(f["name"], f["type"], f["mode"]) for f in fields] == list(PUBLISHED_HOURS_SCHEMA)
+
+
+def test_the_lake_catalog_is_biglake_named_after_the_bucket(tf: Config) -> None:
+    from musify.lake.tables import rest_properties
+
+    catalog = tf.of_type("google_biglake_iceberg_catalog")["lake"]
+    assert catalog["name"] == "${google_storage_bucket.lake.name}"
+    assert catalog["catalog_type"] == "CATALOG_TYPE_GCS_BUCKET"
+    uri = tf.locals["iceberg_catalog_uri"]
+    props = rest_properties(uri, "gs://bucket/lake")
+    assert props["auth"] == {"type": "google"} and props["warehouse"] == "gs://bucket"
+    # the stream on Dataproc and the batch (compose.gcp.yaml) use it
+    assert "spark-env:MUSIFY_ICEBERG_CATALOG" in json.dumps(tf.locals["dataproc_properties"])
+    compose = (REPO / "deploy" / "compose.gcp.yaml").read_text()
+    assert f"MUSIFY_ICEBERG_CATALOG: ${{ICEBERG_CATALOG:-{uri}}}" in compose
+
+
+def test_the_encryption_decision_is_recorded() -> None:
+    readme = (TERRAFORM_DIR / "README.md").read_text()
+    assert "## Encryption" in readme
+    section = readme.split("## Encryption", 1)[1]
+    assert "CMEK" in section and "default_kms_key_name" in section
 
 
 def test_public_principals_are_rejected_by_validation(tf: Config) -> None:

@@ -4,6 +4,7 @@ resource "google_project_service" "enabled" {
   for_each = toset([
     "artifactregistry.googleapis.com",
     "bigquery.googleapis.com",
+    "biglake.googleapis.com",
     "compute.googleapis.com",
     "dataproc.googleapis.com",
     "iam.googleapis.com",

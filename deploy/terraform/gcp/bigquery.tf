@@ -21,3 +21,15 @@ resource "google_bigquery_dataset" "analytics" {
 
   depends_on = [google_project_service.enabled]
 }
+
+# The publication records `musify batch` writes (musify.warehouse.bigquery_engine creates
+# the same table if it is missing). Created here so the dashboard can be granted this
+# table and nothing else of the raw dataset (iam.tf).
+resource "google_bigquery_table" "published_hours" {
+  #checkov:skip=CKV_GCP_80:Google-managed encryption at rest; see "Encryption" in README.md.
+  dataset_id          = google_bigquery_dataset.raw.dataset_id
+  table_id            = "published_hours"
+  description         = "One row per published hour: when, the reconciled counts and the lake snapshots they came from."
+  schema              = file("${path.module}/files/published_hours.schema.json")
+  deletion_protection = true
+}

@@ -9,6 +9,7 @@ locals {
       # The stream's settings, as MUSIFY_* variables of every Spark driver.
       "spark-env:MUSIFY_HOME"              = "/var/lib/musify"
       "spark-env:MUSIFY_LAKE"              = local.lake_path
+      "spark-env:MUSIFY_ICEBERG_CATALOG"   = local.iceberg_catalog_uri
       "spark-env:MUSIFY_CHECKPOINT"        = "${local.checkpoints_path}/stream"
       "spark-env:MUSIFY_BOOTSTRAP_SERVERS" = local.kafka_bootstrap
       "spark-env:MUSIFY_KAFKA_SOURCE"      = "kafka"
@@ -76,7 +77,7 @@ resource "google_dataproc_cluster" "spark" {
     }
 
     initialization_action {
-      script      = "gs://${google_storage_bucket.lake.name}/${google_storage_bucket_object.dataproc_init.name}"
+      script      = "gs://${google_storage_bucket.artifacts.name}/${google_storage_bucket_object.dataproc_init.name}"
       timeout_sec = 600
     }
 

@@ -43,10 +43,25 @@ resource "google_project_iam_member" "stream_dataproc_worker" {
   member  = "serviceAccount:${google_service_account.stream.email}"
 }
 
-# Write lake files, commit records and checkpoints, and delete staged files.
+# Write the tables' files, the status record and the checkpoints; remove a killed
+# attempt's files.
 resource "google_storage_bucket_iam_member" "stream_lake" {
   bucket = google_storage_bucket.lake.name
   role   = "roles/storage.objectAdmin"
+  member = "serviceAccount:${google_service_account.stream.email}"
+}
+
+# Commit micro-batches to the lake's tables (create them on first start).
+resource "google_biglake_iceberg_catalog_iam_member" "stream_catalog" {
+  name   = google_biglake_iceberg_catalog.lake.name
+  role   = "roles/biglake.editor"
+  member = "serviceAccount:${google_service_account.stream.email}"
+}
+
+# The Dataproc nodes install the wheel and run the driver from here: read only.
+resource "google_storage_bucket_iam_member" "stream_artifacts" {
+  bucket = google_storage_bucket.artifacts.name
+  role   = "roles/storage.objectViewer"
   member = "serviceAccount:${google_service_account.stream.email}"
 }
 
@@ -58,10 +73,20 @@ resource "google_storage_bucket_iam_member" "stream_dataproc_bucket" {
 
 # --- batch (Airflow) -----------------------------------------------------------------------
 
-# Load jobs run as the batch and read the committed lake files.
-resource "google_storage_bucket_iam_member" "batch_lake_reader" {
+# Load jobs run as the batch and read the tables' files; the daily maintenance DAG
+# writes compacted files and removes expired and orphan ones (objectUser: objects only,
+# no say over the bucket or its policy).
+resource "google_storage_bucket_iam_member" "batch_lake" {
   bucket = google_storage_bucket.lake.name
-  role   = "roles/storage.objectViewer"
+  role   = "roles/storage.objectUser"
+  member = "serviceAccount:${google_service_account.batch.email}"
+}
+
+# Plans an hour's files from the tables' metadata; maintenance commits compactions and
+# expires snapshots.
+resource "google_biglake_iceberg_catalog_iam_member" "batch_catalog" {
+  name   = google_biglake_iceberg_catalog.lake.name
+  role   = "roles/biglake.editor"
   member = "serviceAccount:${google_service_account.batch.email}"
 }
 
@@ -81,6 +106,15 @@ resource "google_bigquery_dataset_iam_member" "batch_analytics" {
 
 resource "google_bigquery_dataset_iam_member" "dashboard_analytics" {
   dataset_id = google_bigquery_dataset.analytics.dataset_id
+  role       = "roles/bigquery.dataViewer"
+  member     = "serviceAccount:${google_service_account.dashboard.email}"
+}
+
+# The dashboard says which hour was published last. Only that table of the raw dataset:
+# the rest holds the events' personal data.
+resource "google_bigquery_table_iam_member" "dashboard_published_hours" {
+  dataset_id = google_bigquery_dataset.raw.dataset_id
+  table_id   = google_bigquery_table.published_hours.table_id
   role       = "roles/bigquery.dataViewer"
   member     = "serviceAccount:${google_service_account.dashboard.email}"
 }

@@ -3,25 +3,32 @@ locals {
   dataproc_bucket = "${var.project_id}-${var.name_prefix}-dataproc"
   logs_bucket     = "${var.project_id}-${var.name_prefix}-access-logs"
 
-  # The lake bucket's layout. MUSIFY_LAKE points at lake/, whose data folders are one per
-  # topic plus the quarantine (musify.lake.layout); lake/_commits/ holds the commit
-  # records. checkpoints/ holds the stream's Spark checkpoints, artifacts/ the Musify
-  # wheel and the Dataproc scripts.
+  artifacts_bucket = "${var.project_id}-${var.name_prefix}-artifacts"
+
+  # The lake bucket's layout. MUSIFY_LAKE points at lake/, where each Iceberg table
+  # (one per topic plus the quarantine, musify.lake.schema) has data/ and metadata/;
+  # the catalog that names the tables' current metadata is BigLake metastore's, named
+  # after the bucket. checkpoints/ holds the stream's Spark checkpoints. The code the
+  # Dataproc nodes install lives in its own bucket, which the stream cannot write.
   lake_path        = "gs://${local.lake_bucket}/lake"
   checkpoints_path = "gs://${local.lake_bucket}/checkpoints"
-  artifacts_path   = "gs://${local.lake_bucket}/artifacts"
+  artifacts_path   = "gs://${local.artifacts_bucket}"
 
-  # The only objects lifecycle rules may touch: event and quarantine files. Never the
-  # checkpoints (deleting them would make the stream re-read or skip Kafka data) and
-  # never the commit records.
+  # The only objects whose storage class lifecycle rules may change: the tables' data
+  # files. Never metadata/ (Iceberg's current state), never the checkpoints.
+  # tests/deploy/test_terraform.py checks the list against musify.lake.schema.
   lake_data_prefixes = [
-    "lake/listen_events/",
-    "lake/page_view_events/",
-    "lake/auth_events/",
-    "lake/status_change_events/",
-    "lake/_quarantine/",
+    "lake/listen_events/data/",
+    "lake/page_view_events/data/",
+    "lake/auth_events/data/",
+    "lake/status_change_events/data/",
+    "lake/quarantine/data/",
   ]
   checkpoints_prefix = "checkpoints/"
+
+  # BigLake metastore's Iceberg REST catalog: the stream and the batch share it, and
+  # BigQuery reads its tables (musify.lake.tables opens it with Google credentials).
+  iceberg_catalog_uri = "https://biglake.googleapis.com/iceberg/v1/restcatalog"
 
   network_tags = {
     kafka    = "${var.name_prefix}-kafka"

@@ -8,13 +8,18 @@ output "musify_lake" {
   value       = local.lake_path
 }
 
+output "musify_iceberg_catalog" {
+  description = "MUSIFY_ICEBERG_CATALOG for the stream and the batch: BigLake metastore's Iceberg REST catalog (the catalog is named after the lake bucket)."
+  value       = local.iceberg_catalog_uri
+}
+
 output "checkpoints_path" {
   description = "Where the stream keeps its Spark checkpoints (never touched by lifecycle rules)."
   value       = local.checkpoints_path
 }
 
 output "artifacts_path" {
-  description = "Where to upload the Musify wheel (musify-<release>-py3-none-any.whl) before setting musify_release."
+  description = "The artifacts bucket: upload the Musify wheel (musify-<release>-py3-none-any.whl) here before setting musify_release."
   value       = local.artifacts_path
 }
 

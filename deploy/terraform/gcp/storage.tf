@@ -1,5 +1,6 @@
-# The lake bucket (events, quarantine, commit records, stream checkpoints, artifacts), the
-# Dataproc staging bucket and the bucket that receives both buckets' access logs.
+# The lake bucket (the Iceberg tables, the stream's status and checkpoints), the artifacts
+# bucket (the code Dataproc nodes install), the Dataproc staging bucket and the bucket
+# that receives the others' access logs.
 
 resource "google_storage_bucket" "lake" {
   name                        = local.lake_bucket
@@ -18,8 +19,10 @@ resource "google_storage_bucket" "lake" {
     log_object_prefix = "lake"
   }
 
-  # Every rule below is limited to the lake's data prefixes; none can match checkpoints/
-  # or lake/_commits/ (tests/deploy/test_terraform.py checks this).
+  # Storage-class rules are limited to the tables' data files. No rule deletes a current
+  # object: a data file still named by a snapshot is part of its table (retention is
+  # Iceberg's: `musify lake maintain` expires snapshots and removes what they alone
+  # held). tests/deploy/test_terraform.py checks this.
   lifecycle_rule {
     action {
       type          = "SetStorageClass"
@@ -44,19 +47,9 @@ resource "google_storage_bucket" "lake" {
     }
   }
 
-  dynamic "lifecycle_rule" {
-    for_each = var.lake_delete_after_days > 0 ? [var.lake_delete_after_days] : []
-    content {
-      action {
-        type = "Delete"
-      }
-      condition {
-        age            = lifecycle_rule.value
-        matches_prefix = local.lake_data_prefixes
-      }
-    }
-  }
-
+  # Noncurrent versions, on every prefix: whatever the code overwrites or deletes (status
+  # records, checkpoint files, files maintenance expired) is recoverable for a while,
+  # then gone; no reader ever reads a noncurrent version.
   lifecycle_rule {
     action {
       type = "Delete"
@@ -64,7 +57,6 @@ resource "google_storage_bucket" "lake" {
     condition {
       days_since_noncurrent_time = var.noncurrent_versions_keep_days
       with_state                 = "ARCHIVED"
-      matches_prefix             = local.lake_data_prefixes
     }
   }
 
@@ -79,6 +71,48 @@ resource "google_storage_bucket" "lake" {
         !startswith(p, local.checkpoints_prefix) && !startswith(local.checkpoints_prefix, p) && p != ""
       ])
       error_message = "a lifecycle prefix overlaps the stream checkpoints prefix."
+    }
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Read by the Dataproc nodes at start-up; written by the operator only (no service account
+# of the deployment can write here, so none can change the code the cluster runs).
+# The lake's Iceberg catalog, named after its bucket (BigLake metastore's bucket
+# catalogs are). No credential vending: each service account reads and writes the files
+# with its own bucket grants (iam.tf).
+resource "google_biglake_iceberg_catalog" "lake" {
+  name         = google_storage_bucket.lake.name
+  catalog_type = "CATALOG_TYPE_GCS_BUCKET"
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_storage_bucket" "artifacts" {
+  name                        = local.artifacts_bucket
+  location                    = upper(var.region)
+  storage_class               = "STANDARD"
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = var.force_destroy
+
+  versioning {
+    enabled = true
+  }
+
+  logging {
+    log_bucket        = google_storage_bucket.access_logs.name
+    log_object_prefix = "artifacts"
+  }
+
+  lifecycle_rule {
+    action {
+      type = "Delete"
+    }
+    condition {
+      days_since_noncurrent_time = var.noncurrent_versions_keep_days
+      with_state                 = "ARCHIVED"
     }
   }
 
@@ -168,16 +202,16 @@ resource "google_storage_bucket_iam_member" "access_logs_writer" {
 }
 
 # The Dataproc driver launcher and the node initialization script, next to the wheel the
-# operator uploads to artifacts/ (docs/deploy-gcp.md).
+# operator uploads (docs/deploy-gcp.md).
 resource "google_storage_bucket_object" "dataproc_init" {
-  bucket       = google_storage_bucket.lake.name
+  bucket       = google_storage_bucket.artifacts.name
   name         = "artifacts/dataproc-init.sh"
   source       = "${path.module}/files/dataproc-init.sh"
   content_type = "text/x-shellscript"
 }
 
 resource "google_storage_bucket_object" "musify_driver" {
-  bucket       = google_storage_bucket.lake.name
+  bucket       = google_storage_bucket.artifacts.name
   name         = "artifacts/musify_driver.py"
   source       = "${path.module}/files/musify_driver.py"
   content_type = "text/x-python"

@@ -95,19 +95,8 @@ variable "lake_coldline_after_days" {
   }
 }
 
-variable "lake_delete_after_days" {
-  description = "Age in days after which lake data files are deleted; 0 keeps them forever. The warehouse keeps its own copy of loaded hours."
-  type        = number
-  default     = 0
-
-  validation {
-    condition     = var.lake_delete_after_days >= 0 && floor(var.lake_delete_after_days) == var.lake_delete_after_days
-    error_message = "lake_delete_after_days must be a whole number of days, 0 for never."
-  }
-}
-
 variable "noncurrent_versions_keep_days" {
-  description = "Days an overwritten or deleted lake data file stays recoverable (bucket versioning)."
+  description = "Days an overwritten or deleted object (any prefix of the lake and artifacts buckets) stays recoverable (bucket versioning)."
   type        = number
   default     = 7
 
@@ -280,7 +269,7 @@ variable "airflow_machine_type" {
 }
 
 variable "musify_release" {
-  description = "Musify version whose image (Artifact Registry) and wheel (gs://<lake>/artifacts/) are pushed. Empty for the first apply: the Dataproc cluster and the dashboard are created once it is set."
+  description = "Musify version whose image (Artifact Registry) and wheel (the artifacts bucket) are pushed. Empty for the first apply: the Dataproc cluster and the dashboard are created once it is set."
   type        = string
   default     = ""
 

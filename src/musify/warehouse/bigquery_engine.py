@@ -58,6 +58,17 @@ DEFAULT_ENDPOINT = "https://bigquery.googleapis.com"
 _URIS_PER_JOB = 10_000
 
 
+#: The publication records' columns (name, type, mode). Terraform creates the same table
+#: (deploy/terraform/gcp/files/published_hours.schema.json, checked against this) so the
+#: dashboard can be granted that table alone.
+PUBLISHED_HOURS_SCHEMA: tuple[tuple[str, str, str], ...] = (
+    ("hour", "TIMESTAMP", "REQUIRED"),
+    ("published_at", "TIMESTAMP", "NULLABLE"),
+    ("events", "STRING", "NULLABLE"),  # JSON text, as on every engine
+    ("lake_snapshots", "STRING", "NULLABLE"),  # the lake snapshots each topic was counted at
+)
+
+
 class BigQueryLoadError(MusifyError):
     """A load job failed; the message names the files and BigQuery's reason."""
 
@@ -375,13 +386,7 @@ class BigQueryWarehouse(Warehouse):
         from google.cloud import bigquery
 
         self.ensure_raw_tables()
-        schema = [
-            bigquery.SchemaField("hour", "TIMESTAMP", mode="REQUIRED"),
-            bigquery.SchemaField("published_at", "TIMESTAMP"),
-            bigquery.SchemaField("events", "STRING"),  # JSON text, as on every engine
-            # the lake snapshots each topic was counted at (JSON text)
-            bigquery.SchemaField("lake_snapshots", "STRING"),
-        ]
+        schema = [bigquery.SchemaField(n, t, mode=m) for n, t, m in PUBLISHED_HOURS_SCHEMA]
         existing = self.client.create_table(
             bigquery.Table(self.table_id(PUBLISHED_HOURS), schema=schema), exists_ok=True
         )
