@@ -74,3 +74,15 @@ def test_reconcile_publish_and_a_mismatch_is_refused(lake_home: Any) -> None:
     con.close()
     with pytest.raises(hourly.ReconcileError, match="fact_streams"):
         hourly.reconcile(settings, START, END)
+
+
+@pytest.mark.parametrize(
+    "copy", [b"{not json", b'{"x": 1}', b'{"hour": 5}', b'{"hour": "x"}', b"[]"]
+)
+def test_a_broken_publication_copy_counts_as_absent(tmp_path: Path, copy: bytes) -> None:
+    from musify.settings import load_settings
+
+    settings = load_settings({}, home=tmp_path / "home")
+    settings.ensure_dirs()
+    (settings.run_dir / "published.json").write_bytes(copy)
+    assert hourly.last_published(settings) is None

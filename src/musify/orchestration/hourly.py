@@ -184,9 +184,13 @@ def publish(settings: Settings, reconciled: Reconciled) -> None:
 
 
 def last_published(settings: Settings) -> datetime | None:
-    """The newest published hour (start of the hour), from the status copy."""
+    """The newest published hour (start of the hour), from the status copy.
+
+    The copy is a cache of the warehouse's records, rewritten by the next publication:
+    one that is unreadable or edited by hand counts as absent, never as a traceback.
+    """
     try:
         doc = orjson.loads(_published_file(settings).read_bytes())
-    except (FileNotFoundError, orjson.JSONDecodeError):
+        return datetime.fromisoformat(doc["hour"]).astimezone(UTC)
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
-    return datetime.fromisoformat(doc["hour"]).astimezone(UTC)
