@@ -2,7 +2,7 @@
 # shielded, have no public IP, use OS Login and refuse project-wide SSH keys.
 
 resource "google_compute_disk" "kafka_data" {
-  #checkov:skip=CKV_GCP_37:Encrypted at rest with Google-managed keys; customer-supplied keys would have to be handed to Terraform in plain text on every apply.
+  #checkov:skip=CKV_GCP_37:Encrypted at rest with Google-managed keys; customer-supplied keys would have to be handed to Terraform in plain text on every apply. See "Encryption" in README.md.
   name = "${var.name_prefix}-kafka-data"
   type = "pd-balanced"
   zone = var.zone
@@ -12,7 +12,7 @@ resource "google_compute_disk" "kafka_data" {
 }
 
 resource "google_compute_instance" "kafka" {
-  #checkov:skip=CKV_GCP_38:Boot disk encrypted with Google-managed keys; customer-supplied keys would have to be handed to Terraform in plain text on every apply.
+  #checkov:skip=CKV_GCP_38:Boot disk encrypted with Google-managed keys; customer-supplied keys would have to be handed to Terraform in plain text on every apply. See "Encryption" in README.md.
   name                      = "${var.name_prefix}-kafka"
   machine_type              = var.kafka_machine_type
   zone                      = var.zone
@@ -61,7 +61,7 @@ resource "google_compute_instance" "kafka" {
 }
 
 resource "google_compute_instance" "airflow" {
-  #checkov:skip=CKV_GCP_38:Boot disk encrypted with Google-managed keys; customer-supplied keys would have to be handed to Terraform in plain text on every apply.
+  #checkov:skip=CKV_GCP_38:Boot disk encrypted with Google-managed keys; customer-supplied keys would have to be handed to Terraform in plain text on every apply. See "Encryption" in README.md.
   name                      = "${var.name_prefix}-airflow"
   machine_type              = var.airflow_machine_type
   zone                      = var.zone

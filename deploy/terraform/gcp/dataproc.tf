@@ -21,7 +21,7 @@ locals {
 }
 
 resource "google_dataproc_cluster" "spark" {
-  #checkov:skip=CKV_GCP_91:Disks encrypted with Google-managed keys; a CMEK key adds a KMS key ring and service-agent grants for simulated data with no key-custody requirement.
+  #checkov:skip=CKV_GCP_91:Disks encrypted with Google-managed keys; a CMEK key adds a KMS key ring and service-agent grants for simulated data with no key-custody requirement. See "Encryption" in README.md.
   count                         = local.released ? 1 : 0
   name                          = "${var.name_prefix}-spark"
   region                        = var.region
@@ -89,6 +89,7 @@ resource "google_dataproc_cluster" "spark" {
   depends_on = [
     google_project_iam_member.stream_dataproc_worker,
     google_storage_bucket_iam_member.stream_lake,
+    google_storage_bucket_iam_member.stream_artifacts,
     google_storage_bucket_iam_member.stream_dataproc_bucket,
     google_compute_firewall.dataproc_internal,
     google_compute_router_nat.main,

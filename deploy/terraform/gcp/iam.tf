@@ -36,7 +36,9 @@ resource "google_service_account" "kafka" {
 
 # --- stream ------------------------------------------------------------------------------
 
-# Dataproc requires this role for the VM service account of its nodes (agent, YARN).
+# Dataproc requires this role for the VM service account of its nodes (agent, YARN). It
+# also carries storage.objects.* on every bucket of the project, which the bucket grants
+# below cannot take away (README.md, "Identity").
 resource "google_project_iam_member" "stream_dataproc_worker" {
   project = var.project_id
   role    = "roles/dataproc.worker"
@@ -58,7 +60,8 @@ resource "google_biglake_iceberg_catalog_iam_member" "stream_catalog" {
   member = "serviceAccount:${google_service_account.stream.email}"
 }
 
-# The Dataproc nodes install the wheel and run the driver from here: read only.
+# The Dataproc nodes install the wheel and run the driver from here: read only (but see
+# the dataproc.worker grant above).
 resource "google_storage_bucket_iam_member" "stream_artifacts" {
   bucket = google_storage_bucket.artifacts.name
   role   = "roles/storage.objectViewer"

@@ -9,7 +9,8 @@ locals {
   # (one per topic plus the quarantine, musify.lake.schema) has data/ and metadata/;
   # the catalog that names the tables' current metadata is BigLake metastore's, named
   # after the bucket. checkpoints/ holds the stream's Spark checkpoints. The code the
-  # Dataproc nodes install lives in its own bucket, which the stream cannot write.
+  # Dataproc nodes install lives in its own bucket, which no bucket grant lets the stream
+  # write (README.md, "Identity", says what still can).
   lake_path        = "gs://${local.lake_bucket}/lake"
   checkpoints_path = "gs://${local.lake_bucket}/checkpoints"
   artifacts_path   = "gs://${local.artifacts_bucket}"

@@ -1,5 +1,5 @@
 resource "google_artifact_registry_repository" "images" {
-  #checkov:skip=CKV_GCP_84:Google-managed encryption at rest; the images hold only open-source code, a CMEK key would add a KMS key ring for nothing to protect.
+  #checkov:skip=CKV_GCP_84:Google-managed encryption at rest; the images hold only open-source code, a CMEK key would add a KMS key ring for nothing to protect. See "Encryption" in README.md.
   location      = var.region
   repository_id = var.name_prefix
   description   = "Musify container images (musify, musify-airflow)."

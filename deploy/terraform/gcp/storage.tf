@@ -77,8 +77,6 @@ resource "google_storage_bucket" "lake" {
   depends_on = [google_project_service.enabled]
 }
 
-# Read by the Dataproc nodes at start-up; written by the operator only (no service account
-# of the deployment can write here, so none can change the code the cluster runs).
 # The lake's Iceberg catalog, named after its bucket (BigLake metastore's bucket
 # catalogs are). No credential vending: each service account reads and writes the files
 # with its own bucket grants (iam.tf).
@@ -89,6 +87,9 @@ resource "google_biglake_iceberg_catalog" "lake" {
   depends_on = [google_project_service.enabled]
 }
 
+# The code the Dataproc nodes install and run: the wheel, the init script, the driver.
+# Read by the nodes, written by the operator: no bucket grant lets a service account of
+# the deployment write here (iam.tf; README.md, "Identity", for dataproc.worker).
 resource "google_storage_bucket" "artifacts" {
   name                        = local.artifacts_bucket
   location                    = upper(var.region)
@@ -160,7 +161,7 @@ resource "google_storage_bucket" "dataproc" {
 }
 
 resource "google_storage_bucket" "access_logs" {
-  #checkov:skip=CKV_GCP_62:This bucket is the access-log sink of the other two; logging its own access would log the log writes themselves.
+  #checkov:skip=CKV_GCP_62:This bucket is the access-log sink of the other buckets; logging its own access would log the log writes themselves.
   name                        = local.logs_bucket
   location                    = upper(var.region)
   storage_class               = "STANDARD"
@@ -201,18 +202,18 @@ resource "google_storage_bucket_iam_member" "access_logs_writer" {
   member = "group:cloud-storage-analytics@google.com"
 }
 
-# The Dataproc driver launcher and the node initialization script, next to the wheel the
-# operator uploads (docs/deploy-gcp.md).
+# The Dataproc driver launcher and the node initialization script, at the bucket's root
+# next to the wheel the operator uploads (artifacts_path; docs/deploy-gcp.md).
 resource "google_storage_bucket_object" "dataproc_init" {
   bucket       = google_storage_bucket.artifacts.name
-  name         = "artifacts/dataproc-init.sh"
+  name         = "dataproc-init.sh"
   source       = "${path.module}/files/dataproc-init.sh"
   content_type = "text/x-shellscript"
 }
 
 resource "google_storage_bucket_object" "musify_driver" {
   bucket       = google_storage_bucket.artifacts.name
-  name         = "artifacts/musify_driver.py"
+  name         = "musify_driver.py"
   source       = "${path.module}/files/musify_driver.py"
   content_type = "text/x-python"
 }

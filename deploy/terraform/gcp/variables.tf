@@ -107,7 +107,7 @@ variable "noncurrent_versions_keep_days" {
 }
 
 variable "force_destroy" {
-  description = "Let `terraform destroy` delete non-empty buckets and datasets. Keep false outside experiments."
+  description = "Let `terraform destroy` delete non-empty buckets and datasets and the deletion-protected publication table (apply it before destroying). Keep false outside experiments."
   type        = bool
   default     = false
 }

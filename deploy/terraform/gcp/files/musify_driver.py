@@ -1,6 +1,6 @@
 """Dataproc entry point of the Musify CLI.
 
-    gcloud dataproc jobs submit pyspark gs://<lake bucket>/artifacts/musify_driver.py \
+    gcloud dataproc jobs submit pyspark gs://<artifacts bucket>/musify_driver.py \
         --cluster musify-spark --region <region> -- stream
 
 The arguments after ``--`` are the ``musify`` command line. The cluster sets the
