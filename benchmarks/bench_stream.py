@@ -382,10 +382,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         if "baseline_src" in b:
             old = b["baseline_src"]
+            ingest = ""
+            if old["median_rows_per_s_ingest"] and b["median_rows_per_s_ingest"]:
+                ingest = (
+                    f", {old['median_rows_per_s_ingest']:,.0f} rows/s ingest -> x"
+                    f"{b['median_rows_per_s_ingest'] / old['median_rows_per_s_ingest']:.2f}"
+                )
             print(
                 f"    baseline, the stream job of {old['path']} (same run, interleaved): "
                 f"{old['median_rows_per_s_after_startup']:,.0f} rows/s after start-up -> "
-                f"speed-up x{b['speedup_vs_baseline_src']:.2f}"
+                f"speed-up x{b['speedup_vs_baseline_src']:.2f}{ingest}"
             )
         print(
             f"    Spark start-up {b['median_spark_startup_seconds']:.1f} s, peak memory "
@@ -409,6 +415,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"{f['watermark_lag_p50_s']:.1f} s, max {f['watermark_lag_max_s']:.1f} s; "
                 f"batch duration p50 {f['batch_seconds_p50']:.1f} s, "
                 f"max {f['batch_seconds_max']:.1f} s"
+            )
+        if f.get("commit_seconds_p50") is not None:
+            print(
+                f"    Iceberg commit per micro-batch (every table): p50 "
+                f"{f['commit_seconds_p50']:.2f} s, p99 {f['commit_seconds_p99']:.2f} s"
+            )
+        if f.get("files_per_hour_before_median") is not None:
+            print(
+                f"    data files per table and hour: median {f['files_per_hour_before_median']}"
+                f", max {f['files_per_hour_before_max']} -> max {f['files_per_hour_after_max']}"
+                f" after compaction ({f['hour_partitions']} hour partitions, "
+                f"{f['compaction_seconds']:.1f} s, counts unchanged)"
             )
     save("stream", result)
     return result

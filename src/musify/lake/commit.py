@@ -31,7 +31,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +47,8 @@ ROWS = "musify.rows"
 OFFSETS = "musify.offsets"
 #: How often a commit that lost a race (maintenance committed meanwhile) is tried again.
 ATTEMPTS = 20
+#: Iceberg's table property naming how data files' columns map to fields (by name).
+DEFAULT_NAME_MAPPING = "schema.name-mapping.default"
 
 
 class Fenced(LakeError):
@@ -169,15 +171,80 @@ class Committer:
             if last_batch(table) >= batch_id:
                 return False  # a replay: this table got the batch before the crash
             try:
+                files = data_files(table, tb.paths)
                 with table.transaction() as tx:
-                    tx.add_files(
-                        list(tb.paths), snapshot_properties=summary, check_duplicate_files=False
-                    )
+                    if tx.table_metadata.name_mapping() is None:
+                        # data files carry no field ids: readers map their columns by name
+                        mapping = tx.table_metadata.schema().name_mapping.model_dump_json()
+                        tx.set_properties({DEFAULT_NAME_MAPPING: mapping})
+                    with tx.update_snapshot(snapshot_properties=summary).merge_append() as add:
+                        for f in files:
+                            add.append_data_file(f)
                     tx.set_properties({LAST_BATCH: str(batch_id)})
                 return True
             except _commit_failed():
                 _backoff(attempt)  # e.g. compaction committed meanwhile: check again
         raise LakeError(f"could not commit batch {batch_id} to table {name}: too many conflicts")
+
+
+def data_files(table: Any, paths: Sequence[str]) -> list[Any]:
+    """The Iceberg data-file entries of Parquet files Musify wrote for ``table``.
+
+    What pyiceberg's ``add_files`` does, without its per-file cost: it derives the
+    table's statistics plan, column mapping and a schema comparison again for every file
+    (13 ms a file here, 2.5 s for the 192 files of a backlog's micro-batch); they depend
+    on the table only, so they are derived once. The footers and sizes are read in
+    pyiceberg's thread pool (on GCS each is a round trip).
+    """
+    from pyiceberg.io.pyarrow import (
+        _check_pyarrow_schema_compatible,
+        compute_statistics_plan,
+        data_file_statistics_from_parquet_metadata,
+        parquet_path_to_id_mapping,
+    )
+    from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+    from pyiceberg.utils.concurrent import ExecutorFactory
+
+    meta = table.metadata
+    schema, spec = meta.schema(), meta.spec()
+    plan = compute_statistics_plan(schema, meta.properties)
+    mapping = parquet_path_to_id_mapping(schema)
+
+    def footer(path: str) -> tuple[Any, int]:
+        import pyarrow.parquet as pq
+
+        source = table.io.new_input(path)
+        with source.open() as stream:
+            return pq.read_metadata(stream), len(source)
+
+    checked: list[Any] = []  # the Parquet schemas found compatible
+    out = []
+    for path, (parquet, size) in zip(
+        paths, ExecutorFactory.get_or_create().map(footer, paths), strict=True
+    ):
+        if not any(parquet.schema.equals(c) for c in checked):
+            _check_pyarrow_schema_compatible(
+                schema, parquet.schema.to_arrow_schema(), format_version=meta.format_version
+            )
+            checked.append(parquet.schema)
+        stats = data_file_statistics_from_parquet_metadata(
+            parquet_metadata=parquet, stats_columns=plan, parquet_column_mapping=mapping
+        )
+        out.append(
+            DataFile.from_args(
+                content=DataFileContent.DATA,
+                file_path=path,
+                file_format=FileFormat.PARQUET,
+                partition=stats.partition(spec, schema),
+                file_size_in_bytes=size,
+                sort_order_id=None,
+                spec_id=meta.default_spec_id,
+                equality_ids=None,
+                key_metadata=None,
+                **stats.to_serialized_dict(),
+            )
+        )
+    return out
 
 
 def _commit_failed() -> type[Exception]:
