@@ -49,7 +49,13 @@ def chromium_path() -> str:
 @contextmanager
 def chromium() -> Iterator[Any]:
     """A headless Chromium (Playwright Browser), closed afterwards."""
-    from playwright.sync_api import sync_playwright
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise MusifyError(
+            "Playwright is not installed: it is a test tool, in the dev extra "
+            "(pip install -e '.[dev]')"
+        ) from None
 
     with sync_playwright() as p:
         browser = p.chromium.launch(
