@@ -9,38 +9,68 @@ AIRFLOW_VENV  ?= .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 BQEMU_VENV  ?= .venv-bqemu
 BQEMU_STAMP := $(BQEMU_VENV)/.installed
+LATEST_VENV ?= .venv-latest
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-quick lint typecheck bench clean dbt-sources
+# Every environment installs from its lock in requirements/ (make lock writes them), with
+# every hash checked, by uv; uv itself is installed by pip from its own hashed lock.
+UV_VENV  ?= .venv-uv
+UV       := $(UV_VENV)/bin/uv
+UV_STAMP := $(UV_VENV)/.installed
+LOCKS    := requirements
+# Source builds (pyspark ships no wheel; Musify's editable install) get their build
+# dependencies from a hashed lock too.
+UV_PIP   := UV_BUILD_CONSTRAINT=$(LOCKS)/build.txt $(UV) pip
+SYNC     := $(UV_PIP) sync --quiet --require-hashes --index-url https://pypi.org/simple
+
+.PHONY: install lock test-latest run test test-quick lint typecheck bench clean dbt-sources
 
 install: $(STAMP) $(TOOLS_STAMP) $(AIRFLOW_STAMP) $(BQEMU_STAMP)
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[broker,stream,java,warehouse,gcp,dev,deploy,dashboard]'
-	touch $(STAMP)
+$(UV_STAMP): $(LOCKS)/uv.txt
+	$(PYTHON) -m venv $(UV_VENV)
+	$(UV_VENV)/bin/python -m pip install --quiet --no-deps --require-hashes -r $(LOCKS)/uv.txt
+	touch $@
+
+# (a venv made by uv has no pip: nothing here needs one)
+define make_venv
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(1)
+	$(SYNC) --python $(1)/bin/python $(2)
+endef
+
+$(STAMP): $(LOCKS)/dev.txt $(LOCKS)/build.txt pyproject.toml $(UV_STAMP)
+	$(call make_venv,$(VENV),$(LOCKS)/dev.txt)
+	$(UV_PIP) install --quiet --no-deps --python $(BIN)/python -e .
+	touch $@
 
 # checkov for tests/deploy: its pinned dependencies clash with dbt-core's, so it gets a venv.
-$(TOOLS_STAMP): deploy/tools-requirements.txt
-	$(PYTHON) -m venv $(TOOLS_VENV)
-	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(TOOLS_VENV)/bin/python -m pip install --quiet -r deploy/tools-requirements.txt
-	touch $(TOOLS_STAMP)
+$(TOOLS_STAMP): $(LOCKS)/tools.txt $(UV_STAMP)
+	$(call make_venv,$(TOOLS_VENV),$(LOCKS)/tools.txt)
+	touch $@
 
 # Airflow 3 (musify up, the DAG tests): its own venv, it cannot share dbt's dependencies.
-$(AIRFLOW_STAMP): src/musify/orchestration/requirements-airflow.txt
-	$(PYTHON) -m venv $(AIRFLOW_VENV)
-	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -r src/musify/orchestration/requirements-airflow.txt
-	touch $(AIRFLOW_STAMP)
+$(AIRFLOW_STAMP): $(LOCKS)/airflow.txt $(UV_STAMP)
+	$(call make_venv,$(AIRFLOW_VENV),$(LOCKS)/airflow.txt)
+	touch $@
 
 # The BigQuery emulator for the dbt bigquery target's tests: its own venv (DuckDB 1.5).
-$(BQEMU_STAMP): src/musify/warehouse/requirements-bqemulator.txt
-	$(PYTHON) -m venv $(BQEMU_VENV)
-	$(BQEMU_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(BQEMU_VENV)/bin/python -m pip install --quiet -r src/musify/warehouse/requirements-bqemulator.txt
-	touch $(BQEMU_STAMP)
+$(BQEMU_STAMP): $(LOCKS)/bqemulator.txt $(UV_STAMP)
+	$(call make_venv,$(BQEMU_VENV),$(LOCKS)/bqemulator.txt)
+	touch $@
+
+# Re-resolve the locks whose declared requirements changed (pyproject.toml, requirements/
+# *.in); `make lock UPGRADE=1` moves every pin to the newest version its range allows.
+lock: $(UV_STAMP)
+	$(UV_VENV)/bin/python $(LOCKS)/lock.py --uv $(UV) $(if $(UPGRADE),--upgrade)
+
+# Not run by default: the test suite against the newest versions Musify's declared ranges
+# allow (no lock), in its own venv; the side environments stay on their locks.
+test-latest: install
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(LATEST_VENV)
+	$(UV_PIP) install --quiet --refresh --upgrade --python $(LATEST_VENV)/bin/python \
+		-e '.[broker,stream,java,warehouse,gcp,dev,deploy,dashboard]'
+	$(UV_PIP) list --python $(LATEST_VENV)/bin/python --outdated --quiet || true
+	$(LATEST_VENV)/bin/pytest $(PYTEST_ARGS)
 
 # The main job on the embedded defaults: the whole pipeline on this machine until Ctrl-C
 # (broker, generator, Spark stream, Airflow, dashboard; state in MUSIFY_HOME).
@@ -48,8 +78,8 @@ run: install
 	$(BIN)/musify up
 
 test: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks requirements
+	$(BIN)/ruff format --check src tests benchmarks requirements
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -58,8 +88,8 @@ test-quick: install
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks requirements
+	$(BIN)/ruff format --check src tests benchmarks requirements
 
 typecheck: install
 	$(BIN)/mypy
@@ -73,4 +103,4 @@ dbt-sources: install
 		> dbt/models/staging/sources.yml
 
 clean:
-	rm -rf $(VENV) $(TOOLS_VENV) $(AIRFLOW_VENV) $(BQEMU_VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS_VENV) $(AIRFLOW_VENV) $(BQEMU_VENV) $(UV_VENV) $(LATEST_VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -7,6 +7,7 @@ import sys
 from benchmarks import (
     bench_dashboard,
     bench_generator,
+    bench_install,
     bench_kafka_source,
     bench_stack,
     bench_stream,
@@ -20,6 +21,7 @@ BENCHMARKS = {
     "dashboard": bench_dashboard.main,
     "warehouse": bench_warehouse.main,
     "stack": bench_stack.main,
+    "install": bench_install.main,
 }
 
 

@@ -8,6 +8,7 @@ merges and variable defaults are applied exactly as Compose applies them.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import importlib.util
 import json
 import re
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from musify.settings import Settings, load_settings
+from tests.conftest import lock_tool
 from tests.deploy.conftest import DEPLOY, REPO, clean_env, venv_tool
 
 COMPOSE = DEPLOY / "compose.yaml"
@@ -356,21 +358,25 @@ def test_images_run_as_a_non_root_user() -> None:
         assert users and users[-1] not in {"root", "0", "0:0"}, f"stage {stage} ends as root"
 
 
-def test_musify_image_has_the_extras_and_a_jre() -> None:
-    lines = dockerfile_stages()["musify"]
-    assert "ARG MUSIFY_EXTRAS=broker,stream,warehouse,gcp,dashboard" in lines
-    assert any("openjdk-17-jre-headless" in line for line in lines)
-    assert any('pip install -e ".[${MUSIFY_EXTRAS}]"' in line for line in lines)
+def test_images_install_from_their_hashed_locks() -> None:
+    stages = dockerfile_stages()
+    musify, airflow = " ".join(stages["musify"]), " ".join(stages["airflow"])
+    assert "openjdk-17-jre-headless" in musify
+    for text, lock in ((musify, "requirements/image.txt"), (airflow, "image-airflow.txt")):
+        assert re.search(rf"uv pip sync .*--require-hashes .*{re.escape(lock)}", text), lock
+        assert re.search(r"pip install .*--require-hashes .*requirements/uv\.txt", text)
+        # Musify itself adds no unlocked dependency
+        assert re.search(r"uv pip install .*--no-deps\s+-e", text)
 
 
-def test_dockerfile_extras_exist_in_pyproject() -> None:
+def test_image_locks_cover_what_the_images_run() -> None:
     extras = set(
         tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     )
-    text = DOCKERFILE.read_text()
-    for arg in ("MUSIFY_EXTRAS", "MUSIFY_AIRFLOW_EXTRAS"):
-        (value,) = re.findall(rf"^ARG {arg}=(\S+)$", text, re.MULTILINE)
-        assert set(value.split(",")) <= extras, f"{arg}: {set(value.split(',')) - extras}"
+    envs = {env.lock: set(env.extras) for env in lock_tool().ENVIRONMENTS}
+    assert {"broker", "stream", "warehouse", "gcp", "dashboard"} <= envs["image"] <= extras
+    assert {"warehouse"} <= envs["image-airflow"] <= extras
+    assert "dev" not in envs["image"] | envs["image-airflow"]
 
 
 def test_everything_the_dockerfile_copies_is_in_the_context() -> None:
@@ -383,7 +389,9 @@ def test_everything_the_dockerfile_copies_is_in_the_context() -> None:
             sources = [p for p in line.split()[1:-1] if not p.startswith("--")]
             for src in sources:
                 assert (REPO / src).exists(), f"COPY {src}: not in the repository"
-                assert src in allowed, f"COPY {src}: excluded by Dockerfile.dockerignore"
+                assert any(fnmatch.fnmatch(src, pattern) for pattern in allowed), (
+                    f"COPY {src}: excluded by Dockerfile.dockerignore"
+                )
 
 
 # --- the health check script --------------------------------------------------------------

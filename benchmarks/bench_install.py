@@ -1,0 +1,110 @@
+"""Install benchmark (issue: reproducible, verifiable, fast installs).
+
+`make install` in a copy of the working tree (its tracked files), so nothing here is
+touched: every environment from its hashed lock by uv.
+
+- *cold*: an empty uv cache and no pip cache: everything downloaded (target <= 90 s);
+- *warm*: the venvs removed, the cache kept, as after `make clean` (target <= 20 s);
+- *baseline*, measured in the same run: pip installing the same locks with
+  `--require-hashes` into the same four venvs, with an empty pip cache (what `make
+  install` did before uv, minus the open ranges).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import REPO, median, save
+
+VENVS = (".venv", ".venv-tools", ".venv-airflow", ".venv-bqemu", ".venv-uv")
+PIP_LOCKS = {
+    ".venv": "dev.txt",
+    ".venv-tools": "tools.txt",
+    ".venv-airflow": "airflow.txt",
+    ".venv-bqemu": "bqemulator.txt",
+}
+
+
+def _checkout(into: Path) -> Path:
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    for name in filter(None, files):
+        source = REPO / name.decode()
+        if source.is_file():
+            target = into / name.decode()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return into
+
+
+def _timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, **env}, capture_output=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr.decode()[-2000:]}")
+    return time.perf_counter() - t0
+
+
+def _clean(tree: Path) -> None:
+    for venv in VENVS:
+        shutil.rmtree(tree / venv, ignore_errors=True)
+
+
+def _pip_baseline(tree: Path, cache: Path) -> float:
+    env = {"PIP_CACHE_DIR": str(cache), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    t0 = time.perf_counter()
+    for venv, lock in PIP_LOCKS.items():
+        _timed([sys.executable, "-m", "venv", venv], tree, env)
+        pip = [f"{venv}/bin/python", "-m", "pip", "install", "--quiet"]
+        _timed([*pip, "--require-hashes", "-r", f"requirements/{lock}"], tree, env)
+    _timed(
+        [".venv/bin/python", "-m", "pip", "install", "--quiet", "--no-deps", "-e", "."], tree, env
+    )
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--warm-repeats", type=int, default=3)
+    ap.add_argument("--no-baseline", action="store_true", help="skip pip (minutes)")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="musify-install-") as tmp:
+        tree = _checkout(Path(tmp) / "musify")
+        uv_cache = Path(tmp) / "uv-cache"
+        env = {"UV_CACHE_DIR": str(uv_cache), "PIP_NO_CACHE_DIR": "1"}
+        make = ["make", "install"]
+        cold = _timed(make, tree, env)
+        print(f"install cold (empty cache): {cold:.1f} s", flush=True)
+        warm = []
+        for _ in range(args.warm_repeats):
+            _clean(tree)
+            warm.append(_timed(make, tree, env))
+        print(f"install warm (median of {len(warm)}): {median(warm):.1f} s", flush=True)
+        result: dict[str, Any] = {"cold_s": cold, "warm_s": warm, "warm_median_s": median(warm)}
+        cache_bytes = sum(f.stat().st_size for f in uv_cache.rglob("*") if f.is_file())
+        result["uv_cache_gb"] = cache_bytes / 1e9
+        if not args.no_baseline:
+            _clean(tree)
+            baseline = _pip_baseline(tree, Path(tmp) / "pip-cache")
+            result["pip_cold_s"] = baseline
+            result["speedup_cold"] = baseline / cold
+            print(
+                f"baseline, pip on the same locks (empty cache): {baseline:.1f} s "
+                f"(uv x{baseline / cold:.1f} faster)",
+                flush=True,
+            )
+    print(f"saved {save('install', result)}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
