@@ -88,6 +88,11 @@ class Settings:
     dashboard_port: int = 8501
     #: How often an open dashboard page checks the warehouse for new hours, in seconds.
     dashboard_refresh_seconds: float = 30.0
+    #: How often the dashboard's live section reads the lake's newest committed events.
+    live_refresh_seconds: float = 5.0
+    #: How long after a minute ends (by the newest committed event) the live section
+    #: still expects late events in it: until then the minute is drawn as provisional.
+    live_allowed_lateness_seconds: float = 60.0
     #: BigQuery target of the dbt project (the profile reads these as MUSIFY_BQ_*;
     #: credentials come from the standard Google/BIGQUERY_* variables, never from here).
     bq_project: str = ""
@@ -238,6 +243,8 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "lake_snapshot_retention_hours": (0, float("inf"), False),
     "max_event_future_seconds": (0, float("inf"), False),
     "dashboard_refresh_seconds": (0, 86400, True),
+    "live_refresh_seconds": (0, 3600, True),
+    "live_allowed_lateness_seconds": (0, 86400, False),
 }
 
 

@@ -8,6 +8,7 @@ batch maintains them, not only as a first build makes them.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -92,6 +93,21 @@ class Facts:
 @pytest.fixture(scope="session")
 def facts(warehouse: Settings) -> Facts:
     return Facts(warehouse.warehouse_path)
+
+
+#: The page's script, where Musify is installed (AppTest runs it by path).
+APP = Path(str(importlib.util.find_spec("musify.dashboard.app").origin))  # type: ignore[union-attr]
+
+
+def text(at: Any) -> str:
+    """Everything an AppTest page says (info boxes, markdown, errors, captions)."""
+    parts = [e.value for e in (*at.info, *at.markdown, *at.error, *at.caption)]
+    return "\n".join(str(p) for p in parts)
+
+
+def metrics(at: Any) -> dict[str, str]:
+    """The page's metric tiles: label -> value as shown."""
+    return {m.label: m.value for m in at.metric}
 
 
 def midnight(d: date) -> datetime:

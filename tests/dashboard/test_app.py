@@ -14,10 +14,9 @@ from streamlit.testing.v1 import AppTest
 
 from musify.dashboard import app as app_module
 from musify.settings import Settings
-from tests.dashboard.conftest import FIRST_DAY, LAST_DAY, Facts, midnight
+from tests.dashboard.conftest import APP, FIRST_DAY, LAST_DAY, Facts, metrics, midnight, text
 from tests.dashboard.test_backend import writer_holding
 
-APP = Path(app_module.__file__)
 STREAMS = (
     "select count(*) from analytics.fact_streams f"
     " join analytics.dim_location l using (location_key)"
@@ -38,15 +37,6 @@ def run_app(settings: Settings, use: Callable[[Settings], None]) -> AppTest:
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
-
-
-def text(at: AppTest) -> str:
-    parts = [e.value for e in (*at.info, *at.markdown, *at.error, *at.caption)]
-    return "\n".join(str(p) for p in parts)
-
-
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
 
 
 @pytest.fixture(scope="session")

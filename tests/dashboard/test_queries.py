@@ -309,6 +309,18 @@ def test_active_users_per_hour_and_day(session: Session, facts: Facts, filters: 
     }
 
 
+def test_hours_not_published_yet_are_pending_not_zero(session: Session) -> None:
+    """A range reaching past the newest published hour: those hours are NaN (drawn as
+    pending), the published ones keep their counts, zeros included."""
+    got = q.active_users_hourly(session, q.Filters(LAST_DAY, LAST_DAY + timedelta(days=1)))
+    newest = midnight(LAST_DAY + timedelta(days=1)) - timedelta(hours=1)
+    published = got[got["hour"] <= newest]
+    assert len(published) == 24 and published["active_users"].notna().all()
+    assert published["active_users"].sum() > 0
+    pending = got[got["hour"] > newest]
+    assert len(pending) == 24 and pending["active_users"].isna().all()
+
+
 def test_top_song_per_state(session: Session, facts: Facts, filters: q.Filters) -> None:
     start, end, *state = window(filters)
     rows = facts.rows(

@@ -25,6 +25,7 @@ import pytest
 from musify.broker.local import free_port
 from musify.events import TOPIC_NAMES
 from musify.lake import Lake
+from musify.live import Live
 from musify.orchestration import hourly
 from musify.orchestration.stack import up_path
 from musify.settings import Settings
@@ -209,3 +210,15 @@ def test_up_publishes_reconciled_hours_and_survives_kills(stack_env: Any) -> Non
         for topic, n in per_topic.items():
             assert n == sum(1 for e in kafka[topic] if lo <= e[2] < hi), (hour, topic)
     assert sum(counts[published[0]].values()) > 0
+
+    # the live layer after the kills: each minute of the published hours is a recount of
+    # the listens Kafka holds, each event once
+    lo, hi = published[0], published[-1] + timedelta(hours=1)
+    minutes = Live(lake).listens_per_minute(lo, hi)
+    in_kafka = collections.Counter(
+        ts // 60_000
+        for _, _, ts in kafka["listen_events"]
+        if lo.timestamp() * 1000 <= ts < hi.timestamp() * 1000
+    )
+    assert {int(m.timestamp()) // 60: n for m, n in minutes.items() if n} == dict(in_kafka)
+    assert sum(in_kafka.values()) > 0

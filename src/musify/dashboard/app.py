@@ -16,7 +16,7 @@ from typing import Any
 
 import streamlit as st
 
-from musify.dashboard import charts
+from musify.dashboard import charts, live
 from musify.dashboard.backend import (
     Backend,
     WarehouseBusy,
@@ -47,6 +47,10 @@ table.musify-ranking td {border-bottom: 1px solid #444; padding: 3px 6px;}
 td.musify-rank {width: 2.2em; opacity: 0.8;}
 td.musify-count {text-align: right; width: 6em;}
 span.musify-detail {opacity: 0.65; font-size: 0.8rem;}
+div.musify-live-empty {opacity: 0.8; padding: 0.4rem 0 0.8rem 0;}
+div.musify-age {font-size: 0.75rem; opacity: 0.65; margin-top: -0.4rem;}
+span.musify-up {color: #80CBC4;} span.musify-down {color: #E57373;}
+span.musify-new {color: #FFD54F; font-size: 0.8rem;} span.musify-same {opacity: 0.6;}
 </style>
 """
 
@@ -262,6 +266,8 @@ def main() -> None:
     refresher = _refresher(backend.description, backend)
     version = backend.data_version()
     status = st.empty()
+    live.section(settings)
+    st.divider()
 
     try:
         overview = refresher.overview()

@@ -6,7 +6,8 @@ Colours follow the original Streamify report: teal shades on a dark page.
 from __future__ import annotations
 
 import html
-from datetime import date
+from collections.abc import Sequence
+from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
@@ -14,6 +15,7 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
 from musify.dashboard.usmap import us_states
+from musify.live.view import MinuteListens, StatusChange, Trend
 
 TEAL = "#00838F"
 LIGHT = "#80CBC4"
@@ -49,10 +51,17 @@ def _style(fig: go.Figure, height: int, *, legend: bool = True) -> go.Figure:
     return fig
 
 
-def state_map(by_state: pd.DataFrame, selected: str | None = None) -> go.Figure:
-    """User activity per state: states filled by streams, hover with active users."""
+def state_map(
+    by_state: pd.DataFrame, selected: str | None = None, *, unit: str = "streams", height: int = 360
+) -> go.Figure:
+    """User activity per state: states filled by ``streams`` (named ``unit``), hover with
+    active users where the frame has them."""
     values = dict(zip(by_state["state_code"], by_state["streams"], strict=True))
-    users = dict(zip(by_state["state_code"], by_state["active_users"], strict=True))
+    users = (
+        dict(zip(by_state["state_code"], by_state["active_users"], strict=True))
+        if "active_users" in by_state
+        else None
+    )
     hi = max(values.values(), default=0)
     lo = min(values.values(), default=0)
     fig = _new()
@@ -61,14 +70,13 @@ def state_map(by_state: pd.DataFrame, selected: str | None = None) -> go.Figure:
         n = values.get(st.code)
         if n is None:
             fill = GREY
-            text = f"<b>{html.escape(st.name)}</b><br>no streams"
+            text = f"<b>{html.escape(st.name)}</b><br>no {unit}"
         else:
             pos = 0.0 if hi == lo else (n - lo) / (hi - lo)
             fill = sample_colorscale(MAP_SCALE, [pos])[0]
-            text = (
-                f"<b>{html.escape(st.name)}</b><br>{n:,} streams"
-                f"<br>{users.get(st.code, 0):,} active users"
-            )
+            text = f"<b>{html.escape(st.name)}</b><br>{n:,} {unit}"
+            if users is not None:
+                text += f"<br>{users.get(st.code, 0):,} active users"
         fig.add_trace(
             go.Scatter(
                 x=xs,
@@ -106,14 +114,14 @@ def state_map(by_state: pd.DataFrame, selected: str | None = None) -> go.Figure:
                         "x": 0.0,
                         "xanchor": "left",
                         "y": -0.02,
-                        "title": {"text": "streams", "side": "right"},
+                        "title": {"text": unit, "side": "right"},
                     },
                 },
             )
         )
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x", scaleratio=1)
-    return _style(fig, 360, legend=False)
+    return _style(fig, height, legend=False)
 
 
 def gender_donut(gender: pd.DataFrame) -> go.Figure:
@@ -246,7 +254,8 @@ def histogram_bars(hist: pd.DataFrame, column: str, label: str, cap: int) -> go.
 
 def active_users_chart(hourly: pd.DataFrame, daily: pd.DataFrame) -> go.Figure:
     """Hourly active users (line, left axis) over daily active users (bars, right axis:
-    a day counts far more distinct users than any of its hours)."""
+    a day counts far more distinct users than any of its hours). Hours not published
+    yet (NaN) are shaded and labelled pending, not drawn as zero."""
     day_ms = 86_400_000
     fig = _new(
         go.Bar(
@@ -278,9 +287,28 @@ def active_users_chart(hourly: pd.DataFrame, daily: pd.DataFrame) -> go.Figure:
             "title": {"text": "per day"},
         }
     )
-    _count_axis(fig, float(hourly["active_users"].max()) if len(hourly) else 0.0)
+    top = hourly["active_users"].max() if len(hourly) else 0.0
+    _count_axis(fig, 0.0 if pd.isna(top) else float(top))
     fig.update_layout(yaxis_title_text="per hour")
+    pending = hourly.loc[hourly["active_users"].isna(), "hour"]
+    if len(pending):
+        _pending(fig, pending.min(), pending.max() + pd.Timedelta(hours=1))
     return _style(fig, 280)
+
+
+def _pending(fig: go.Figure, start: Any, end: Any) -> None:
+    """Shade [start, end) as not published yet."""
+    fig.add_vrect(x0=start, x1=end, fillcolor="#9E9E9E", opacity=0.15, line_width=0)
+    fig.add_annotation(
+        x=start,
+        xanchor="left",
+        y=1,
+        yref="paper",
+        yanchor="top",
+        text="pending",
+        showarrow=False,
+        font={"color": FONT, "size": 11},
+    )
 
 
 def ranking_html(
@@ -305,5 +333,119 @@ def ranking_html(
         f'<table class="musify-ranking" data-ranking="{html.escape(label)}">'
         f"<thead><tr><th></th><th>{html.escape(label.title())}</th>"
         f"<th>{html.escape(value.title())}</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+# --- the live section -----------------------------------------------------------------
+
+RED = "#E57373"
+
+
+def live_minutes_chart(minutes: Sequence[MinuteListens]) -> go.Figure:
+    """Listens per minute (bars; provisional minutes lighter) against the same minutes a
+    day earlier (line)."""
+    x = [m.minute.replace(tzinfo=None) for m in minutes]
+    fig = _new(
+        go.Bar(
+            x=x,
+            y=[m.listens for m in minutes],
+            name="listens per minute",
+            marker_color=[TEAL if m.final else LIGHT for m in minutes],
+            customdata=["" if m.final else " (still open)" for m in minutes],
+            hovertemplate="%{x|%H:%M}: %{y:,}%{customdata}<extra></extra>",
+        ),
+        go.Scatter(
+            x=x,
+            y=[m.day_before for m in minutes],
+            name="a day earlier",
+            mode="lines",
+            line={"color": PALE, "width": 2, "dash": "dot"},
+            hovertemplate="%{x|%H:%M} a day earlier: %{y:,}<extra></extra>",
+        ),
+    )
+    fig.update_xaxes(tickformat="%H:%M")
+    top = max((max(m.listens, m.day_before) for m in minutes), default=0)
+    _count_axis(fig, float(top))
+    return _style(fig, 260)
+
+
+def live_state_frame(by_state: dict[str, int]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"state_code": list(by_state), "streams": list(by_state.values())},
+        columns=["state_code", "streams"],
+    )
+
+
+def quarantine_bars(per_minute: Sequence[tuple[datetime, int]], end: datetime) -> go.Figure:
+    """Quarantined messages per minute of ingestion over the hour up to ``end``."""
+    start = end.replace(second=0, microsecond=0) - pd.Timedelta(minutes=59)
+    fig = _new(
+        go.Bar(
+            x=[m.replace(tzinfo=None) for m, _ in per_minute],
+            y=[n for _, n in per_minute],
+            marker_color=RED,
+            hovertemplate="%{x|%H:%M}: %{y:,} quarantined<extra></extra>",
+        )
+    )
+    fig.update_xaxes(
+        tickformat="%H:%M",
+        range=[start.replace(tzinfo=None), end.replace(tzinfo=None)],
+    )
+    _count_axis(fig, float(max((n for _, n in per_minute), default=0)))
+    return _style(fig, 160, legend=False)
+
+
+def _change_cell(trend: Trend) -> str:
+    change = trend.change
+    if change is None:
+        return '<span class="musify-new">new</span>'
+    if change == 0:
+        return '<span class="musify-same">=</span>'
+    arrow, css = ("▲", "musify-up") if change > 0 else ("▼", "musify-down")
+    return f'<span class="{css}">{arrow}{abs(change)}</span>'
+
+
+def trend_html(trends: Sequence[Trend], label: str) -> str:
+    """Trending songs or artists: rank, name, listens and the change of rank against the
+    previous hour (new: not ranked then)."""
+    top = max((t.listens for t in trends), default=1)
+    rows = []
+    for t in trends:
+        name = html.escape(t.name)
+        if t.artist is not None:
+            name += f' <span class="musify-detail">{html.escape(t.artist)}</span>'
+        rows.append(
+            f'<tr><td class="musify-rank">{t.rank}.</td><td>{name}</td>'
+            f'<td class="musify-change">{_change_cell(t)}</td>'
+            f'<td class="musify-count" style="background: linear-gradient(to left, '
+            f'{TEAL} {100 * t.listens / top:.0f}%, transparent {100 * t.listens / top:.0f}%)">'
+            f"{t.listens:,}</td></tr>"
+        )
+    if not rows:
+        rows.append('<tr><td colspan="4">no listens in the last 15 minutes</td></tr>')
+    return (
+        f'<table class="musify-ranking" data-ranking="live-{html.escape(label)}">'
+        f"<thead><tr><th></th><th>{html.escape(label.title())}</th><th>vs hour</th>"
+        f"<th>Listens</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+CHANGE_LABEL = {"upgrade": "free → paid", "downgrade": "paid → free", "cancel": "cancelled"}
+
+
+def status_changes_html(changes: Sequence[StatusChange]) -> str:
+    """The latest upgrades, downgrades and cancellations, newest first."""
+    rows = [
+        f"<tr><td>{c.ts:%H:%M:%S}</td><td>{html.escape(CHANGE_LABEL.get(c.kind, c.kind))}</td>"
+        f"<td>{html.escape(c.name or '')}"
+        f' <span class="musify-detail">{html.escape(c.state or "")}</span></td></tr>'
+        for c in changes
+    ]
+    if not rows:
+        rows.append('<tr><td colspan="3">none in the last hour</td></tr>')
+    return (
+        '<table class="musify-ranking" data-ranking="live-status-changes">'
+        "<thead><tr><th>UTC</th><th>Change</th><th>User</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )

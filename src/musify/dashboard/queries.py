@@ -158,8 +158,13 @@ class StreamsToday:
         return (self.streams - self.previous) / self.previous if self.previous else None
 
 
+def _newest_hour(s: Session) -> datetime | None:
+    """The newest hour in the marts (naive UTC): later hours are not published yet."""
+    return _naive(s.query("select max(hour) as h from {analytics.mart_hourly_activity}")["h"][0])
+
+
 def _through_hour(s: Session, day: date) -> int | None:
-    last = _naive(s.query("select max(hour) as h from {analytics.mart_hourly_activity}")["h"][0])
+    last = _newest_hour(s)
     if last is not None and last.date() == day and last.hour < 23:
         return last.hour
     return None
@@ -377,7 +382,8 @@ def songs_per_session(s: Session, f: Filters) -> pd.DataFrame:
 
 
 def active_users_hourly(s: Session, f: Filters) -> pd.DataFrame:
-    """Distinct active users per hour of the range (hour, active_users), zeros included."""
+    """Distinct active users per hour of the range (hour, active_users), zeros included
+    up to the newest published hour; the hours after it are pending (NaN), not zero."""
     df = s.query(
         "select hour, count(distinct user_id) as active_users"
         " from {analytics.mart_user_activity_hourly}"
@@ -387,7 +393,10 @@ def active_users_hourly(s: Session, f: Filters) -> pd.DataFrame:
     df["hour"] = pd.to_datetime(df["hour"]).dt.tz_localize(None)
     hours = pd.date_range(f.params()["start"], f.params()["end"], freq="h", inclusive="left")
     out = pd.DataFrame({"hour": hours}).merge(df, on="hour", how="left").fillna(0)
-    return out.astype({"active_users": "int64"})
+    out = out.astype({"active_users": "float64"})
+    newest = _newest_hour(s)
+    out.loc[out["hour"] > (newest or datetime.min), "active_users"] = float("nan")
+    return out
 
 
 def active_users_daily(s: Session, f: Filters) -> pd.DataFrame:

@@ -68,6 +68,28 @@ def plan(lake: Lake, table: str, hours: list[datetime], snapshot_id: int | None 
     return Plan(table, snapshot_id, files)
 
 
+def files(
+    lake: Lake, table: str, row_filter: str, snapshot_id: int | None = None, *, check: bool = True
+) -> tuple[int | None, list[str]]:
+    """The data files of ``table`` that may hold rows matching ``row_filter`` (pyiceberg's
+    filter syntax; partition and column-statistics pruning), at the current snapshot or
+    ``snapshot_id``; with ``check``, fails naming any missing file. Returns the snapshot
+    id and the paths."""
+    t = lake.tables.table(table, refresh=True)
+    if snapshot_id is None:
+        current = t.current_snapshot()
+        snapshot_id = None if current is None else int(current.snapshot_id)
+    if snapshot_id is None:
+        return None, []
+    paths = sorted(
+        str(task.file.file_path)
+        for task in t.scan(row_filter=row_filter, snapshot_id=snapshot_id).plan_files()
+    )
+    if check:
+        check_present(lake, paths, table, snapshot_id)
+    return snapshot_id, paths
+
+
 def check_present(lake: Lake, paths: list[str], table: str, snapshot_id: int | None) -> None:
     """Fail naming the first committed file the storage does not have."""
     if not paths:
