@@ -60,12 +60,19 @@ def _clean(tree: Path) -> None:
 
 
 def _pip_baseline(tree: Path, cache: Path) -> float:
-    env = {"PIP_CACHE_DIR": str(cache), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    # PyPI only, as uv is told; --no-deps: the lock is complete (and pip's hash mode
+    # rejects an extra named by a dependency, e.g. mashumaro[msgpack], as "not pinned")
+    env = {
+        "PIP_CACHE_DIR": str(cache),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_CONFIG_FILE": os.devnull,
+        "PIP_INDEX_URL": "https://pypi.org/simple",
+    }
     t0 = time.perf_counter()
     for venv, lock in PIP_LOCKS.items():
         _timed([sys.executable, "-m", "venv", venv], tree, env)
         pip = [f"{venv}/bin/python", "-m", "pip", "install", "--quiet"]
-        _timed([*pip, "--require-hashes", "-r", f"requirements/{lock}"], tree, env)
+        _timed([*pip, "--no-deps", "--require-hashes", "-r", f"requirements/{lock}"], tree, env)
     _timed(
         [".venv/bin/python", "-m", "pip", "install", "--quiet", "--no-deps", "-e", "."], tree, env
     )

@@ -96,6 +96,23 @@ def ranking(page: Any, name: str) -> list[list[str]]:
     return [[c.inner_text().strip() for c in r.locator("td").all()] for r in rows]
 
 
+def live_marker(page: Any) -> dict[str, str]:
+    """The live section's marker: its clock (newest committed listen, ISO), the listens
+    in its 60-minute chart and the listen table's snapshot it was drawn from ('' when
+    the section has nothing yet); empty before the section is drawn."""
+    data: dict[str, str] | None = page.evaluate(
+        "() => { const m = document.querySelector('#musify-live');"
+        " return m ? {clock: m.dataset.clock, listens: m.dataset.listens,"
+        " snapshot: m.dataset.snapshot} : null; }"
+    )
+    return data or {}
+
+
+def age_labels(page: Any) -> list[str]:
+    """The "data N s old" labels under the live tiles, as shown."""
+    return [t.strip() for t in page.locator("div.musify-age").all_inner_texts()]
+
+
 def choose_state(page: Any, label: str) -> None:
     """Pick an option of the state filter by its shown text (e.g. 'CA · California')."""
     page.get_by_test_id("stSelectbox").first.click()

@@ -185,12 +185,14 @@ def render(view: LiveView | None, status: dict[str, Any], refresh_s: float) -> N
 
 
 def _marker(view: LiveView | None) -> None:
-    # Browser tests and the benchmark read the section's clock and totals from here.
+    # Browser tests and the benchmark read the section's clock, totals and the listen
+    # table's snapshot it was drawn from here.
     clock = "" if view is None or view.clock is None else view.clock.isoformat()
     listens = 0 if view is None else sum(m.listens for m in view.listens_per_minute)
+    snapshot = None if view is None else view.snapshots.get("listen_events")
     st.markdown(
         f'<span id="musify-live" data-clock="{html.escape(clock)}"'
-        f' data-listens="{listens}"></span>',
+        f' data-listens="{listens}" data-snapshot="{snapshot or ""}"></span>',
         unsafe_allow_html=True,
     )
 
