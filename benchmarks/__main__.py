@@ -9,6 +9,7 @@ from benchmarks import (
     bench_generator,
     bench_install,
     bench_kafka_source,
+    bench_live,
     bench_stack,
     bench_stream,
     bench_warehouse,
@@ -21,6 +22,7 @@ BENCHMARKS = {
     "dashboard": bench_dashboard.main,
     "warehouse": bench_warehouse.main,
     "stack": bench_stack.main,
+    "live": bench_live.main,
     "install": bench_install.main,
 }
 

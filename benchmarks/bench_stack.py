@@ -1,11 +1,12 @@
 """The whole local stack (`musify up`): peak memory and CPU on this machine.
 
 Starts `musify up` in a fresh MUSIFY_HOME on free ports (1,000 users, 6 hours of history,
-10 s trigger, dashboard included), samples the process tree every second for the given
-duration (by default until the first hour is published, then two more minutes), and
-reports: time to the first published hour, peak memory of the whole tree (PSS, so
-shared pages are counted once), memory per component at the peak, and the CPU the
-stack used (cores, mean over the run). Target: <= 4 GB in total.
+10 s trigger unless ``--trigger``, dashboard included), samples the process tree every
+second for the given duration (by default until the first hour is published and the live
+section has moved, then two more minutes), and reports: time to the first published
+hour, to the live section's first data and to its first move, peak memory of the whole
+tree (PSS, so shared pages are counted once), memory per component at the peak, and the
+CPU the stack used (cores, mean over the run). Target: <= 4 GB in total.
 """
 
 from __future__ import annotations
@@ -37,7 +38,20 @@ def _components(home: Path) -> dict[str, int]:
     return {n: int(c["pid"]) for n, c in doc.get("components", {}).items()}
 
 
-def run(users: int, history: str, after_publish: float, limit: float) -> dict[str, Any]:
+def _live_clock(settings: Settings) -> str | None:
+    """The live section's clock as the dashboard computes it (None: nothing to show)."""
+    from musify.dashboard.live import read_view
+
+    try:
+        view, _ = read_view(settings, None)
+    except Exception:  # the lake is being created
+        return None
+    return None if view is None or view.clock is None else view.clock.isoformat()
+
+
+def run(
+    users: int, history: str, after_publish: float, limit: float, trigger: str
+) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="musify-stack-")) / "home"
     port, aport, dport = free_port(), free_port(), free_port()
     env = {
@@ -47,7 +61,7 @@ def run(users: int, history: str, after_publish: float, limit: float) -> dict[st
         "MUSIFY_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
         "MUSIFY_AIRFLOW_PORT": str(aport),
         "MUSIFY_DASHBOARD_PORT": str(dport),
-        "MUSIFY_STREAM_TRIGGER": "10s",
+        "MUSIFY_STREAM_TRIGGER": trigger,
     }
     settings = Settings(home=home)
     cmd = [sys.executable, "-m", "musify", "up", "--users", str(users), "--history", history]
@@ -56,6 +70,9 @@ def run(users: int, history: str, after_publish: float, limit: float) -> dict[st
     with log.open("wb") as out:
         up = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     peak, at_peak, first_publish = 0, {}, None
+    live_first: float | None = None
+    live_moved: float | None = None
+    clock: str | None = None
     try:
         while time.monotonic() - t0 < limit:
             time.sleep(1.0)
@@ -64,10 +81,23 @@ def run(users: int, history: str, after_publish: float, limit: float) -> dict[st
             total = sum(per.values())
             if total > peak:
                 peak, at_peak = total, per
+            if live_moved is None:
+                now_clock = _live_clock(settings)
+                if now_clock is not None and clock is None:
+                    live_first = time.monotonic() - t0
+                    print(f"  live section shows data after {live_first:.0f} s", flush=True)
+                elif now_clock is not None and now_clock != clock:
+                    live_moved = time.monotonic() - t0
+                    print(f"  live section moved after {live_moved:.0f} s", flush=True)
+                clock = now_clock or clock
             if first_publish is None and last_published(settings) is not None:
                 first_publish = time.monotonic() - t0
                 print(f"  first hour published after {first_publish:.0f} s", flush=True)
-            if first_publish is not None and time.monotonic() - t0 > first_publish + after_publish:
+            if (
+                first_publish is not None
+                and live_moved is not None
+                and time.monotonic() - t0 > first_publish + after_publish
+            ):
                 break
         cpu = procs.tree_cpu(up.pid)
         elapsed = time.monotonic() - t0
@@ -81,7 +111,12 @@ def run(users: int, history: str, after_publish: float, limit: float) -> dict[st
         "users": users,
         "history": history,
         "seconds": round(elapsed, 1),
+        "trigger": trigger,
         "first_publish_s": round(first_publish, 1) if first_publish else None,
+        # the live section (as the dashboard computes it, polled every second): first
+        # data, then the first time its clock moved on
+        "live_first_data_s": round(live_first, 1) if live_first else None,
+        "live_first_move_s": round(live_moved, 1) if live_moved else None,
         "peak_mib": round(peak / 2**20),
         "at_peak_mib": {n: round(v / 2**20) for n, v in sorted(at_peak.items())},
         "cpu_cores_mean": round(cpu / elapsed, 2),
@@ -95,9 +130,16 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--history", default="6h")
     ap.add_argument("--after-publish", type=float, default=120.0)
     ap.add_argument("--limit", type=float, default=1800.0)
+    ap.add_argument("--trigger", default="10s", help="MUSIFY_STREAM_TRIGGER (make run: 2m)")
     args = ap.parse_args(argv)
-    print(f"stack: musify up, {args.users:,} users, {args.history} of history")
-    r = run(args.users, args.history, args.after_publish, args.limit)
+    print(
+        f"stack: musify up, {args.users:,} users, {args.history} of history, trigger {args.trigger}"
+    )
+    r = run(args.users, args.history, args.after_publish, args.limit, args.trigger)
+    print(
+        f"  live section: first data after {r['live_first_data_s']} s, moved after "
+        f"{r['live_first_move_s']} s; first hour published after {r['first_publish_s']} s"
+    )
     print(f"  peak memory of the whole stack: {r['peak_mib']:,} MiB (target <= 4,096)")
     for name, mib in r["at_peak_mib"].items():
         print(f"    {name:<22} {mib:>6,} MiB")

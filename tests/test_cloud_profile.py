@@ -4,7 +4,8 @@ committed files, dbt-bigquery) -> reconcile and publish -> a dashboard query.
 
 GCS is gcp-storage-emulator and BigQuery is bqemulator (the official Google clients talk
 to both); the broker and Spark are real. Every count must match: produced = lake =
-raw tables = facts, and the dashboard reads the streams the lake holds.
+raw tables = facts, and the dashboard reads the streams the lake holds, in its marts
+and in its live section.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import pytest
 from musify.broker.local import free_port, running_broker
 from musify.dashboard import queries as q
 from musify.dashboard.backend import BigQueryBackend
+from musify.dashboard.live import read_view
 from musify.events import TOPIC_NAMES
 from musify.lake import Lake
+from musify.live.view import Live
 from musify.orchestration import hourly
 from musify.settings import Settings
 from musify.sim import GenerateOptions, generate_events
@@ -130,6 +133,18 @@ def test_generate_stream_to_gcs_batch_into_bigquery_and_a_dashboard_query(
         total = q.streams_today(s, q.Filters(day, day))
         assert total.streams == produced["listen_events"]
         assert q.last_published(s).hour == (end - timedelta(hours=1)).replace(tzinfo=None)
+
+    # The dashboard's live section over the gs:// lake: its minutes of the published
+    # hours are the marts' streams, and its windows end at the newest committed listen.
+    live = Live(lake)
+    minutes = live.listens_per_minute(START, end)
+    assert sum(minutes.values()) == total.streams
+    view, _ = read_view(settings, None)
+    assert view is not None and view.clock is not None
+    assert max(minutes) <= view.clock < max(minutes) + timedelta(minutes=1)
+    shown = {m.minute: m.listens for m in view.listens_per_minute}
+    assert shown == {m: minutes.get(m, 0) for m in shown}
+    assert view.active_listeners > 0 and view.trending_songs
 
 
 def test_a_duckdb_warehouse_loads_a_gcs_lake(

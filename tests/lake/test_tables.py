@@ -52,3 +52,30 @@ def test_an_unreachable_rest_catalog_is_one_line_naming_the_setting(tmp_path: Pa
     with pytest.raises(LakeError, match="MUSIFY_ICEBERG_CATALOG") as err:
         _ = lake.tables
     assert "\n" not in str(err.value)
+
+
+def test_a_refresh_rereads_a_table_only_after_a_commit_changed_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    from musify.lake.writer import write_events
+
+    reader, writer = Lake(tmp_path / "lake"), Lake(tmp_path / "lake")
+    table = reader.tables.table("auth_events")
+    reads: list[str] = []
+    refresh = type(table).refresh
+
+    def counted(self: object) -> object:
+        reads.append("refresh")
+        return refresh(self)
+
+    monkeypatch.setattr(type(table), "refresh", counted)
+    assert reader.tables.table("auth_events", refresh=True).current_snapshot() is None
+    assert reads == []  # nothing committed: the metadata is not read again
+    ts = int(datetime(2024, 3, 18, 10, tzinfo=UTC).timestamp() * 1000)
+    event = {"ts": ts, "sessionId": 1, "userId": 7, "success": True, "level": "free"}
+    write_events(writer, {"auth_events": [event]}, 0)
+    seen = reader.tables.table("auth_events", refresh=True).current_snapshot()
+    assert seen is not None and reads == ["refresh"]  # another process's commit is seen
+    assert seen.snapshot_id == writer.tables.table("auth_events").current_snapshot().snapshot_id

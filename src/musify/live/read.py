@@ -6,6 +6,8 @@ file no snapshot names is never read, a missing committed one fails), then reads
 the files it has not read before. Committed files are immutable, so each is read once
 and kept (least recently used first out, up to ``max_bytes``); a refresh costs the
 planning and the files the stream committed since the last one, whatever the history.
+A table's metadata is re-read only when a commit changed it, and a plan is kept per
+(snapshot, filter): between two micro-batches a refresh plans nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from musify.lake.layout import Lake
 
 #: Arrow bytes kept across refreshes (the files of a few hours of every live table).
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+#: Scan plans kept (table, snapshot, filter): a refresh makes five.
+PLANS_KEPT = 64
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,9 @@ class CommittedRows:
         self.max_bytes = max_bytes
         self._files: OrderedDict[tuple[str, tuple[str, ...]], Any] = OrderedDict()
         self._bytes = 0
+        self._plans: OrderedDict[tuple[str, int | None, str], tuple[int | None, list[str]]] = (
+            OrderedDict()
+        )
         self._lock = threading.Lock()
         #: Files read from storage (not from the cache) since this reader was made.
         self.files_read = 0
@@ -48,8 +55,20 @@ class CommittedRows:
     def read(self, table: str, row_filter: str, columns: Sequence[str]) -> Rows:
         import pyarrow as pa
 
-        # Presence is checked by reading: a committed file that is gone fails the read.
-        snapshot_id, paths = lake_read.files(self.lake, table, row_filter, check=False)
+        # Between two commits a refresh asks the same questions of the same snapshot
+        # (the windows end at the newest committed event): plans are kept per snapshot.
+        current = self.lake.tables.table(table, refresh=True).current_snapshot()
+        key = (table, None if current is None else int(current.snapshot_id), row_filter)
+        with self._lock:
+            planned = self._plans.get(key)
+        if planned is None:
+            # Presence is checked by reading: a committed file that is gone fails the read.
+            planned = lake_read.files(self.lake, table, row_filter, key[1], check=False)
+            with self._lock:
+                self._plans[key] = planned
+                while len(self._plans) > PLANS_KEPT:
+                    self._plans.popitem(last=False)
+        snapshot_id, paths = planned
         cols = tuple(columns)
         parts = [self._file(table, snapshot_id, path, cols) for path in paths]
         if parts:

@@ -139,13 +139,16 @@ class Live:
     """Computes ``LiveView`` records over one lake, reusing the files it has read."""
 
     def __init__(self, lake: Lake, allowed_lateness_s: float = 60.0) -> None:
-        self.rows = CommittedRows(lake)
-        self.allowed_lateness_s = allowed_lateness_s
-
-    def _db(self) -> Any:
         import duckdb
 
-        con = duckdb.connect()
+        self.rows = CommittedRows(lake)
+        self.allowed_lateness_s = allowed_lateness_s
+        # One in-memory database; each view works in its own cursor (a connection of its
+        # own: views, registrations and temp views stay apart between threads).
+        self._duckdb = duckdb.connect()
+
+    def _db(self) -> Any:
+        con = self._duckdb.cursor()
         con.execute("set TimeZone = 'UTC'")
         return con
 
@@ -347,9 +350,9 @@ class Live:
         self, con: Any, read_at: datetime
     ) -> tuple[int | None, datetime | None, tuple[tuple[datetime, int], ...]]:
         start = _floor_minute(read_at) - LISTENS_WINDOW + MINUTE
-        q = self.rows.read(
-            QUARANTINE, _filter(start, read_at + MINUTE, "ingested_at"), ("ingested_at",)
-        )
+        # the filter's end moves once a minute, so its plan is reused in between
+        end = _floor_minute(read_at) + 2 * MINUTE
+        q = self.rows.read(QUARANTINE, _filter(start, end, "ingested_at"), ("ingested_at",))
         con.register("quarantine_rows", q.data)
         rows = con.execute(
             "select date_trunc('minute', cast(ingested_at as timestamp)), count(*)"
