@@ -58,3 +58,38 @@ def test_an_earlier_snapshot_reads_exactly_what_it_held(lake: Lake) -> None:
 def test_an_empty_table_plans_nothing(lake: Lake) -> None:
     p = plan(lake, "auth_events", HOURS)
     assert p.snapshot_id is None and p.paths() == [] and p.missing_hours == HOURS
+
+
+def test_the_manifest_cache_plans_what_pyiceberg_plans_reading_each_manifest_once(
+    lake: Lake,
+) -> None:
+    from musify.lake.read import ManifestCache, TimeRange, _scan_paths
+
+    _lake(lake)
+    for batch in range(1, 4):  # more commits, some of them to an hour already there
+        later = [listen(100 * batch + i, T0 + (batch + i) * 1_800_000) for i in range(3)]
+        write_events(lake, {"listen_events": later}, batch)
+    table = lake.tables.table("listen_events", refresh=True)
+    snapshot = int(table.current_snapshot().snapshot_id)
+    cache = ManifestCache()
+    windows = [
+        TimeRange("ts", HOURS[0], HOURS[1]),
+        TimeRange("ts", HOURS[1], HOURS[2] + timedelta(hours=2)),
+        TimeRange("ts", HOURS[0] - timedelta(days=1), HOURS[0]),  # before everything
+    ]
+    for w in windows:
+        assert cache.files(table, snapshot, w) == _scan_paths(table, snapshot, w.filter())
+    read = cache.manifests_read
+    assert 0 < read <= len(table.current_snapshot().manifests(table.io))
+    cache.files(table, snapshot, windows[1])
+    assert cache.manifests_read == read  # nothing read again
+
+    # a compaction replaces an hour's files: the new snapshot plans the new file only
+    from musify.lake.maintenance import TableReport, compact
+
+    compact(lake, "listen_events", HOURS[2] + timedelta(hours=3), TableReport())
+    table = lake.tables.table("listen_events", refresh=True)
+    compacted = int(table.current_snapshot().snapshot_id)
+    for w in windows:
+        assert cache.files(table, compacted, w) == _scan_paths(table, compacted, w.filter())
+    assert len(cache.files(table, compacted, windows[0])) == 1

@@ -9,9 +9,11 @@ references is never read.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from musify.lake.layout import Lake
 from musify.lake.tables import LakeError
@@ -81,10 +83,7 @@ def files(
         snapshot_id = None if current is None else int(current.snapshot_id)
     if snapshot_id is None:
         return None, []
-    paths = sorted(
-        str(task.file.file_path)
-        for task in t.scan(row_filter=row_filter, snapshot_id=snapshot_id).plan_files()
-    )
+    paths = _scan_paths(t, snapshot_id, row_filter)
     if check:
         check_present(lake, paths, table, snapshot_id)
     return snapshot_id, paths
@@ -126,3 +125,91 @@ def distinct_events(
         if h in counts:
             counts[h] = int(r["count_all"])
     return counts, p.snapshot_id
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """Rows whose ``column`` (a timestamp) is in [start, end)."""
+
+    column: str
+    start: datetime
+    end: datetime
+
+    def filter(self) -> str:
+        # Built from datetimes only (no user input reaches the filter text).
+        start, end = self.start.astimezone(UTC).isoformat(), self.end.astimezone(UTC).isoformat()
+        return f"{self.column} >= '{start}' and {self.column} < '{end}'"
+
+
+_EPOCH_DAY = date(1970, 1, 1)
+#: Seconds per partition value of the time transforms the lake's tables use.
+_TRANSFORM_SECONDS = {"HourTransform": _HOUR_S, "DayTransform": 86_400}
+
+
+class ManifestCache:
+    """Plans a table's data files for a time range from its manifests, each manifest read
+    once: manifests are immutable, so a reader planning every few seconds (the live
+    section) reads only the manifests a commit wrote since, and its plans stay flat as the
+    table's history grows. Without a usable partition (a hour or day of ``column``) or
+    with delete files, it asks pyiceberg's planner instead (the same files or more: rows
+    are always filtered by time after reading)."""
+
+    def __init__(self, kept: int = 4096) -> None:
+        self.kept = kept
+        self._entries: OrderedDict[str, list[tuple[Any, str]]] = OrderedDict()
+        self._lock = threading.Lock()
+        #: Manifest files read (not from the cache) since this cache was made.
+        self.manifests_read = 0
+
+    def files(self, table: Any, snapshot_id: int, window: TimeRange) -> list[str]:
+        from pyiceberg.manifest import ManifestContent
+
+        snapshot = table.snapshot_by_id(snapshot_id)
+        field_id = int(table.schema().find_field(window.column).field_id)
+        paths: list[str] = []
+        for manifest in snapshot.manifests(table.io):
+            spec = table.specs()[manifest.partition_spec_id]
+            position = next(
+                (
+                    i
+                    for i, f in enumerate(spec.fields)
+                    if f.source_id == field_id and type(f.transform).__name__ in _TRANSFORM_SECONDS
+                ),
+                None,
+            )
+            if manifest.content != ManifestContent.DATA or position is None:
+                return _scan_paths(table, snapshot_id, window.filter())
+            step = _TRANSFORM_SECONDS[type(spec.fields[position].transform).__name__]
+            first = int(window.start.timestamp()) // step
+            last = (int(window.end.timestamp()) - 1) // step
+            for partition, path in self._manifest(manifest, table.io):
+                value = partition[position]
+                if isinstance(value, date):
+                    value = (value - _EPOCH_DAY).days
+                if value is None or first <= int(value) <= last:
+                    paths.append(path)
+        return sorted(paths)
+
+    def _manifest(self, manifest: Any, io: Any) -> list[tuple[Any, str]]:
+        key = str(manifest.manifest_path)
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        entries = [
+            (e.data_file.partition, str(e.data_file.file_path))
+            for e in manifest.fetch_manifest_entry(io, discard_deleted=True)
+        ]
+        with self._lock:
+            self.manifests_read += 1
+            self._entries[key] = entries
+            while len(self._entries) > self.kept:
+                self._entries.popitem(last=False)
+        return entries
+
+
+def _scan_paths(table: Any, snapshot_id: int, row_filter: str) -> list[str]:
+    return sorted(
+        str(task.file.file_path)
+        for task in table.scan(row_filter=row_filter, snapshot_id=snapshot_id).plan_files()
+    )

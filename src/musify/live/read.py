@@ -1,13 +1,15 @@
 """Committed rows of the newest hours, read as the tables' metadata says.
 
 The live layer reads what the stream has committed: ``CommittedRows.read`` plans a
-table's data files for a filter at its current snapshot (``musify.lake.read.files``: a
-file no snapshot names is never read, a missing committed one fails), then reads only
-the files it has not read before. Committed files are immutable, so each is read once
-and kept (least recently used first out, up to ``max_bytes``); a refresh costs the
-planning and the files the stream committed since the last one, whatever the history.
-A table's metadata is re-read only when a commit changed it, and a plan is kept per
-(snapshot, filter): between two micro-batches a refresh plans nothing.
+table's data files for a time range at its current snapshot (``ManifestCache`` of
+``musify.lake.read``: a file no snapshot names is never read, a missing committed one
+fails), then reads only the files it has not read before. Committed files are
+immutable, so each is read once and kept (least recently used first out, up to
+``max_bytes``); a refresh costs the planning and the files the stream committed since
+the last one, whatever the history. A table's metadata is re-read only when a commit
+changed it, each manifest is read once, and a plan is kept per (snapshot, time range):
+between two micro-batches a refresh plans nothing, and after one it reads the
+manifests that commit wrote.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from musify.lake import read as lake_read
 from musify.lake.layout import Lake
+from musify.lake.read import TimeRange
 
 #: Arrow bytes kept across refreshes (the files of a few hours of every live table).
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
@@ -45,30 +48,32 @@ class CommittedRows:
         self.max_bytes = max_bytes
         self._files: OrderedDict[tuple[str, tuple[str, ...]], Any] = OrderedDict()
         self._bytes = 0
-        self._plans: OrderedDict[tuple[str, int | None, str], tuple[int | None, list[str]]] = (
-            OrderedDict()
-        )
+        self._plans: OrderedDict[tuple[str, int | None, TimeRange], list[str]] = OrderedDict()
+        self.manifests = lake_read.ManifestCache()
         self._lock = threading.Lock()
         #: Files read from storage (not from the cache) since this reader was made.
         self.files_read = 0
 
-    def read(self, table: str, row_filter: str, columns: Sequence[str]) -> Rows:
+    def read(self, table: str, window: TimeRange, columns: Sequence[str]) -> Rows:
+        """The rows of the files that may hold rows of ``window`` (whole partitions: the
+        caller filters rows by time)."""
         import pyarrow as pa
 
+        t = self.lake.tables.table(table, refresh=True)
+        current = t.current_snapshot()
+        snapshot_id = None if current is None else int(current.snapshot_id)
         # Between two commits a refresh asks the same questions of the same snapshot
         # (the windows end at the newest committed event): plans are kept per snapshot.
-        current = self.lake.tables.table(table, refresh=True).current_snapshot()
-        key = (table, None if current is None else int(current.snapshot_id), row_filter)
+        key = (table, snapshot_id, window)
         with self._lock:
-            planned = self._plans.get(key)
-        if planned is None:
+            paths = self._plans.get(key)
+        if paths is None:
             # Presence is checked by reading: a committed file that is gone fails the read.
-            planned = lake_read.files(self.lake, table, row_filter, key[1], check=False)
+            paths = [] if snapshot_id is None else self.manifests.files(t, snapshot_id, window)
             with self._lock:
-                self._plans[key] = planned
+                self._plans[key] = paths
                 while len(self._plans) > PLANS_KEPT:
                     self._plans.popitem(last=False)
-        snapshot_id, paths = planned
         cols = tuple(columns)
         parts = [self._file(table, snapshot_id, path, cols) for path in paths]
         if parts:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from musify.lake.layout import QUARANTINE, Lake
+from musify.lake.read import TimeRange
 from musify.live.read import CommittedRows
 
 MINUTE = timedelta(minutes=1)
@@ -115,9 +116,8 @@ class LiveView:
         return None if newest is None else max(0.0, (self.read_at - newest).total_seconds())
 
 
-def _filter(start: datetime, end: datetime, column: str = "ts") -> str:
-    # Built from datetimes only (no user input reaches the filter text).
-    return f"{column} >= '{start.astimezone(UTC).isoformat()}' and {column} < '{end.astimezone(UTC).isoformat()}'"  # noqa: E501
+def _filter(start: datetime, end: datetime, column: str = "ts") -> TimeRange:
+    return TimeRange(column, start.astimezone(UTC), end.astimezone(UTC))
 
 
 def _floor_minute(moment: datetime) -> datetime:
