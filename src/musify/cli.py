@@ -29,6 +29,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from musify.errors import MusifyError, UsageError
+from musify.logs import LEVELS
+from musify.logs import configure as configure_logging
 from musify.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -57,15 +59,40 @@ MAX_DAYS = 2_932_896
 PORT = {"min": 1, "max": 65535}
 
 
+def _version(value: bool) -> None:
+    if value:
+        from musify import __version__
+
+        out.print(f"musify {__version__}", highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _options(
     debug: Annotated[
         bool,
         typer.Option("--debug", help="On a failure, show the Python traceback too."),
     ] = False,
+    log_level: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Lowest level of log records shown: {', '.join(LEVELS)} (default: "
+            "MUSIFY_LOG_LEVEL, else info). MUSIFY_LOG_FORMAT=json writes them as JSON lines."
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print Musify's version and exit."
+        ),
+    ] = False,
 ) -> None:
     global _debug
     _debug = debug
+    if log_level is not None and log_level not in LEVELS:
+        raise UsageError(f"--log-level {log_level!r}: expected one of {', '.join(LEVELS)}")
+    settings = _settings(log_level=log_level)
+    configure_logging(settings.log_level, settings.log_format)
 
 
 def _above_zero(value: float | None) -> float | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from musify.errors import UsageError
+from musify.logs import FORMATS, LEVELS
 
 ENV_PREFIX = "MUSIFY_"
 
@@ -101,6 +102,11 @@ class Settings:
     bq_api_endpoint: str = "https://bigquery.googleapis.com"
     #: The dataset of the raw tables the batch loads (dbt's var raw_schema).
     bq_raw_dataset: str = "raw"
+    #: The lowest level of Musify's log records shown on stderr: debug, info, warning
+    #: or error (``musify --log-level``).
+    log_level: str = "info"
+    #: How log records are written: text (human lines) or json (one object per line).
+    log_format: str = "text"
 
     # Derived locations. They are properties, not fields, so they always follow ``home``.
     @property
@@ -227,8 +233,21 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             raise UsageError(f"unknown environment variable {key} (known: {known})")
         values[name] = _parse(key, raw, hints[name])
         _check_range(name, values[name], f"environment variable {key}={raw!r}")
+        _check_choice(name, values[name], f"environment variable {key}={raw!r}")
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)
+
+
+#: Settings that take one of a few words.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "log_level": LEVELS,
+    "log_format": FORMATS,
+}
+
+
+def _check_choice(name: str, value: Any, where: str) -> None:
+    if name in _CHOICES and value not in _CHOICES[name]:
+        raise UsageError(f"{where}: expected one of {', '.join(_CHOICES[name])}")
 
 
 #: Allowed ranges of numeric settings: (lowest, highest, lowest excluded).

@@ -16,6 +16,7 @@ shows.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -38,6 +39,8 @@ from musify.lake import QUARANTINE, Lake, LakeError
 from musify.lake.commit import Committer, data_prefix
 from musify.settings import Settings
 from musify.stream import guard, status
+
+log = logging.getLogger(__name__)
 
 SOURCES = ("musify_kafka", "kafka")
 _TRIGGER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|seconds?|m|min|minutes?|h|hours?)?\s*$")
@@ -152,6 +155,8 @@ def build_spark(opts: StreamOptions, settings: Settings, app_name: str = "musify
         .config("spark.driver.bindAddress", host)
         .config("spark.driver.host", host)
         .config("spark.ui.enabled", "false")
+        # the console progress bar would interleave with the per-batch log lines
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .config("spark.sql.shuffle.partitions", "4")
@@ -273,14 +278,28 @@ def checkpoint_last_batch(checkpoint: str) -> int:
     return max(ids, default=-1)
 
 
+def describe_batch(rep: status.BatchReport) -> str:
+    """One human line for a micro-batch (the log record carries the whole report)."""
+    if rep.replayed:
+        return f"batch {rep.batch_id}: replayed, already in every table"
+    rows = sum(rep.rows.values())
+    parts = [f"batch {rep.batch_id}: {rows:,} rows in {rep.duration_ms / 1000:.1f} s"]
+    if rep.quarantined:
+        parts.append(f"{rep.quarantined:,} quarantined")
+    if rep.lag is not None:
+        parts.append(f"lag {rep.lag:,}")
+    if rep.freshness_s is not None:
+        parts.append(f"newest event {rep.freshness_s:g} s old")
+    return ", ".join(parts)
+
+
 def log_unknown(counts: dict[str, int]) -> None:
     """Say once per batch which unknown fields arrived (kept in the lake's ``extra``)."""
     listed = ", ".join(f"{name} ({n:,})" for name, n in sorted(counts.items()))
-    print(
-        f"musify stream: events carry fields the schema does not know, kept in the lake's "
-        f"extra column: {listed}",
-        file=sys.stderr,
-        flush=True,
+    log.warning(
+        "events carry fields the schema does not know, kept in the lake's extra column: %s",
+        listed,
+        extra={"unknown_fields": counts},
     )
 
 
@@ -358,11 +377,9 @@ def _stop_signals(flag: list[bool]) -> Iterator[None]:
         if flag[0]:  # a second signal: stop now
             raise KeyboardInterrupt
         flag[0] = True
-        print(
-            f"musify stream: {signal.Signals(signum).name} received, stopping after "
-            "the current micro-batch (again to stop now)",
-            file=sys.stderr,
-            flush=True,
+        log.info(
+            "%s received, stopping after the current micro-batch (again to stop now)",
+            signal.Signals(signum).name,
         )
 
     old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -434,17 +451,12 @@ def run_stream(
     t_spark = time.monotonic()
     spark = build_spark(opts, settings)
     spark_startup = round(time.monotonic() - t_spark, 2)
-    print(
-        orjson.dumps(
-            {
-                "event": "spark_ready",
-                "spark_startup_s": spark_startup,
-                "master": opts.master,
-                "source": opts.source,
-            }
-        ).decode(),
-        file=sys.stderr,
-        flush=True,
+    log.info(
+        "Spark ready after %.1f s (master %s, source %s)",
+        spark_startup,
+        opts.master,
+        opts.source,
+        extra={"spark_startup_s": spark_startup, "master": opts.master, "source": opts.source},
     )
     writer = _BatchWriter(lake, settings, committer)
     stop = [False]
@@ -498,7 +510,7 @@ def run_stream(
                         line = status.record(settings, rep, {"epoch": time.time()})
                         if lake.remote:  # for orchestrators on other machines
                             lake.storage.write_atomic(status.LAKE_STATUS_KEY, line)
-                        print(line.decode(), file=sys.stderr, flush=True)
+                        log.info(describe_batch(rep), extra={"batch": rep.as_dict()})
                         for k, v in rep.rows.items():
                             totals[k] += v
                         for k, v in rep.unknown_fields.items():
