@@ -380,7 +380,7 @@ def stream(
     trigger: Annotated[
         str | None,
         typer.Option(
-            help="Micro-batch period, e.g. 2m or 30s (default: MUSIFY_STREAM_TRIGGER, 2m)."
+            help="Micro-batch period, e.g. 2m or 30s (default: MUSIFY_STREAM_TRIGGER, else 2m)."
         ),
     ] = None,
     until_caught_up: Annotated[
@@ -409,7 +409,7 @@ def stream(
     ] = False,
 ) -> None:
     """Stream the four topics into the Parquet lake (Spark Structured Streaming)."""
-    from musify.stream import StreamOptions, parse_trigger, run_stream
+    from musify.stream import DEFAULT_TRIGGER, StreamOptions, parse_trigger, run_stream
 
     try:
         settings = _settings(
@@ -420,7 +420,7 @@ def stream(
         )
         opts = StreamOptions(
             bootstrap_servers=settings.bootstrap_servers,
-            trigger_seconds=parse_trigger(settings.stream_trigger),
+            trigger_seconds=parse_trigger(settings.stream_trigger or DEFAULT_TRIGGER),
             until_caught_up=until_caught_up,
             master=settings.spark_master,
             source=settings.kafka_source,
@@ -592,7 +592,8 @@ def up(
         ),
     ] = 2,
     trigger: Annotated[
-        str | None, typer.Option(help="Stream micro-batch period (default: MUSIFY_STREAM_TRIGGER).")
+        str | None,
+        typer.Option(help="Stream micro-batch period (default: MUSIFY_STREAM_TRIGGER, else 30s)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Generator seed (first up only).")] = 1,
     config: Annotated[

@@ -66,8 +66,10 @@ class Settings:
     #: Spark source of the stream: musify_kafka (Python, built in) or kafka (the native
     #: connector, where its jar is installed).
     kafka_source: str = "musify_kafka"
-    #: Micro-batch period of the stream, e.g. 2m, 30s.
-    stream_trigger: str = "2m"
+    #: Micro-batch period of the stream, e.g. 2m, 30s. Empty: 2m for ``musify stream``
+    #: (Streamify's period), 30s for the stream ``musify up`` runs (a local stack whose
+    #: live section moves at least twice a minute).
+    stream_trigger: str = ""
     #: How far past the stream's clock an event time may be (clock skew between hosts);
     #: later events are quarantined, so one bad timestamp cannot move readiness.
     max_event_future_seconds: float = 300.0

@@ -50,6 +50,23 @@ def test_a_short_history_has_no_backfill_before_the_dag(tmp_path: Path) -> None:
     assert plan.dag_start == datetime(2024, 3, 18, 9, tzinfo=UTC) <= plan.history_start
 
 
+@pytest.mark.parametrize(
+    ("env", "option", "expected"),
+    [("", None, "30s"), ("2m", None, "2m"), ("2m", "10s", "10s")],
+    ids=["up-default", "environment", "option"],
+)
+def test_the_stacks_stream_trigger(
+    tmp_path: Path, env: str, option: str | None, expected: str
+) -> None:
+    """`musify up` streams every 30 s unless MUSIFY_STREAM_TRIGGER or --trigger say
+    otherwise (``musify stream`` alone keeps 2 minutes)."""
+    settings = Settings(home=tmp_path, stream_trigger=env)
+    stack = Stack(settings, UpOptions(trigger=option, airflow=False, dashboard=False))
+    plan, _ = load_or_create_plan(settings, stack.opts, NOW)
+    (stream,) = [c for c in stack._components(plan) if c.name == "stream"]
+    assert stream.argv[-2:] == ["--trigger", expected]
+
+
 def test_durations() -> None:
     assert parse_duration("2d") == timedelta(days=2)
     assert parse_duration("90m") == timedelta(minutes=90)

@@ -1,8 +1,9 @@
 """The local stack behind ``musify up``: every component as a supervised child process.
 
 Start order: the broker (kept running across ``musify up``/``down``: Tansu keeps topics
-in memory only), the Spark stream, the generator (a short history, then live), Airflow
-(database migration, then API server, DAG processor and scheduler) and the dashboard.
+in memory only), the Spark stream, the generator (a short history, then live) and the
+dashboard, then Airflow (database migration, then API server, DAG processor and
+scheduler): the stream's JVM starts while Airflow migrates.
 The generator and the stream resume from Kafka and from their checkpoint, Airflow from
 its database, so a component that dies is simply started again: nothing is lost and
 nothing is duplicated. Ctrl-C, SIGTERM or ``musify down`` stops the children in reverse
@@ -37,6 +38,11 @@ from musify.errors import MusifyError, UsageError
 from musify.orchestration import airflow_env
 from musify.settings import Settings
 
+#: The stream's micro-batch period under ``musify up`` when MUSIFY_STREAM_TRIGGER is
+#: empty: shorter than ``musify stream``'s 2 minutes so that the dashboard's live
+#: section moves twice a minute (each commit adds a snapshot: 2,880 a day per table
+#: within the 24 h retention, benchmarks/README.md).
+UP_TRIGGER = "30s"
 #: How long each component may take to stop on SIGTERM before it is killed.
 STOP_TIMEOUT = {"stream": 240.0, "generator": 30.0}
 DEFAULT_STOP_TIMEOUT = 30.0
@@ -211,7 +217,7 @@ class Stack:
     def _components(self, plan: Plan) -> list[Component]:
         s, o, logs = self.settings, self.opts, self.settings.logs_dir
         env = self._env()
-        trigger = o.trigger or s.stream_trigger
+        trigger = o.trigger or s.stream_trigger or UP_TRIGGER
         stream_env = env
         if o.speed > 1:
             # Accelerated time runs ahead of the clock by design: the stream must not
@@ -304,15 +310,30 @@ class Stack:
             f"hourly DAG from {p.dag_start:%Y-%m-%d %H:00}"
         )
         if self.opts.airflow:
-            self._prepare_airflow(p)
+            problem = airflow_db_problem(s)
+            if problem:  # refused before anything starts
+                raise StackError(problem)
         self.components = self._components(p)
+        # Spark's start-up is the longest wait before the live section shows data: the
+        # stream (with the generator and the dashboard) starts while Airflow migrates
+        # its database, not after.
+        later = [c for c in self.components if c.name.startswith("airflow")]
         for c in self.components:
-            c.start()
-            self.say(f"  {c.name:<22} pid {c.pid:<7} log {c.log}" + (f"  {c.url}" if c.url else ""))
+            if not c.name.startswith("airflow"):
+                self._start(c)
+        self._record()
+        if self.opts.airflow:
+            self._prepare_airflow(p)
+        for c in later:
+            self._start(c)
         self._record()
         if self.opts.airflow and p.dag_start > p.history_start:
             self._bootstrap = threading.Thread(target=self._trigger_backfill, daemon=True)
             self._bootstrap.start()
+
+    def _start(self, c: Component) -> None:
+        c.start()
+        self.say(f"  {c.name:<22} pid {c.pid:<7} log {c.log}" + (f"  {c.url}" if c.url else ""))
 
     def _claim(self) -> None:
         """One ``musify up`` per MUSIFY_HOME (its lock, held until ``stop``); then stop

@@ -13,10 +13,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from musify.stream.job import StreamError, StreamOptions, parse_trigger, run_stream
+    from musify.stream.job import (
+        DEFAULT_TRIGGER,
+        StreamError,
+        StreamOptions,
+        parse_trigger,
+        run_stream,
+    )
     from musify.stream.status import stream_status, watermark
 
 _WHERE = {
+    "DEFAULT_TRIGGER": "musify.stream.job",
     "StreamError": "musify.stream.job",
     "StreamOptions": "musify.stream.job",
     "parse_trigger": "musify.stream.job",
@@ -34,6 +41,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DEFAULT_TRIGGER",
     "StreamError",
     "StreamOptions",
     "parse_trigger",

@@ -64,6 +64,10 @@ class StreamError(MusifyError):
     """The streaming query failed (e.g. the broker lost data); the message says why."""
 
 
+#: ``musify stream``'s micro-batch period when MUSIFY_STREAM_TRIGGER is empty.
+DEFAULT_TRIGGER = "2m"
+
+
 def parse_trigger(text: str) -> float:
     """'2m', '30s', '10 seconds', '500ms' → seconds."""
     m = _TRIGGER.match(text.lower())
