@@ -6,16 +6,18 @@ Musify's records to stderr at ``MUSIFY_LOG_LEVEL`` (``--log-level``; info by def
 as human lines or, with ``MUSIFY_LOG_FORMAT=json``, one JSON object per line for log
 shippers. Other libraries' records (py4j, urllib3, Airflow's clients) pass at warning
 and above only: their info lines are noise to a Musify user.
+
+Standard library only: ``musify.settings`` imports the level and format names, and an
+orchestrator's own virtual environment reads the stream's status with just those.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from datetime import UTC, datetime
 from typing import IO, Any, Final
-
-import orjson
 
 LEVELS: Final = ("debug", "info", "warning", "error")
 FORMATS: Final = ("text", "json")
@@ -40,7 +42,7 @@ class JsonFormatter(logging.Formatter):
                 doc[key] = value
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(doc, default=str).decode()
+        return json.dumps(doc, default=str, ensure_ascii=False, separators=(",", ":"))
 
 
 class TextFormatter(logging.Formatter):
