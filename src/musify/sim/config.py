@@ -116,9 +116,6 @@ class SimConfig:
     end_date: datetime | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    def state_index(self, state: State) -> int:
-        return self.states.index(state)
-
     def stop_probability(self, i: int) -> float:
         cum, _ = self.transitions[i]
         return max(0.0, 1.0 - cum[-1]) if cum else 1.0

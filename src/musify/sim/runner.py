@@ -579,13 +579,3 @@ def run(
             injector.close()
             progress.faults = dict(injector.counts)
     return progress
-
-
-def generate(
-    opts: GenerateOptions, sink: Sink, on_progress: ProgressCallback | None = None
-) -> Progress:
-    """The Python API behind ``musify generate``."""
-    plan = plan_run(opts)
-    return run(
-        plan, sink, faults=opts.faults, fault_manifest=opts.fault_manifest, on_progress=on_progress
-    )
