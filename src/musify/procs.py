@@ -1,11 +1,13 @@
 """Processes: start one in its own group, stop the whole group, tell whether it is alive,
-and measure a process tree (memory as PSS, CPU seconds). Used by the local broker's
-lifecycle, the local stack (``musify up``) and the benchmarks."""
+measure a process tree (memory as PSS, CPU seconds) and rotate the logs children append
+to. Used by the local broker's lifecycle, the local stack (``musify up``) and the
+benchmarks."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -85,6 +87,34 @@ def spawn(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+#: A log over this size is rotated (``rotate_log``), keeping LOG_KEEP older generations.
+LOG_MAX_BYTES = 20 * 2**20
+LOG_KEEP = 3
+
+
+def rotate_log(path: Path, max_bytes: int = LOG_MAX_BYTES, keep: int = LOG_KEEP) -> bool:
+    """Rotate ``path`` once it is over ``max_bytes``: ``path.1`` … ``path.<keep>`` hold
+    the older generations (the oldest is dropped). True when it rotated.
+
+    The children that write a log keep it open (``spawn``): renaming it would leave them
+    writing to the renamed file. So it is copied to ``path.1`` and truncated in place,
+    logrotate's ``copytruncate``: their descriptors append, so their next line starts
+    the emptied file. Lines written during the copy (milliseconds) are lost."""
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    for i in range(keep - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{i}")
+        if older.exists():
+            older.replace(path.with_name(f"{path.name}.{i + 1}"))
+    shutil.copyfile(path, path.with_name(f"{path.name}.1"))
+    with path.open("r+b") as f:
+        f.truncate(0)
+    return True
 
 
 def cmdline(pid: int) -> str:

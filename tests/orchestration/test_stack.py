@@ -87,6 +87,39 @@ def test_stop_group_stops_the_children_too(tmp_path: Path) -> None:
     assert not any(procs.alive(pid) for pid in family)
 
 
+def test_a_childs_log_is_rotated_in_place_and_the_child_keeps_writing_to_it(
+    tmp_path: Path,
+) -> None:
+    """copytruncate: the child holds the log open, so the file is copied and emptied,
+    and the child's next lines start the emptied file; generations are bounded."""
+    log = tmp_path / "child.log"
+    # one numbered 100-byte line every millisecond, until killed
+    code = (
+        "import itertools, sys, time\n"
+        "for i in itertools.count():\n"
+        "    print(f'{i:>99}', flush=True); time.sleep(0.001)"
+    )
+    p = procs.spawn([sys.executable, "-c", code], {}, log)
+    try:
+        rotations = 0
+        deadline = time.monotonic() + 60
+        while rotations < 4 and time.monotonic() < deadline:
+            rotations += procs.rotate_log(log, max_bytes=20_000, keep=2)
+            time.sleep(0.05)
+        assert rotations == 4
+        time.sleep(0.3)
+    finally:
+        procs.stop_group(p.pid, timeout=5, proc=p)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["child.log", "child.log.1", "child.log.2"]
+    # the emptied file was written again from its start by the same child (no hole of
+    # NUL bytes where the old end was), and its numbers go on after the generation before
+    current = log.read_bytes()
+    assert current and b"\0" not in current
+    first_now = int(current.splitlines()[0])
+    last_before = int((tmp_path / "child.log.1").read_bytes().splitlines()[-1])
+    assert first_now > last_before
+
+
 def test_stop_group_kills_what_ignores_sigterm(tmp_path: Path) -> None:
     code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"
     p = procs.spawn([sys.executable, "-c", code], {}, tmp_path / "x.log")
@@ -204,7 +237,7 @@ def test_up_refuses_a_corrupt_airflow_database_before_migrating_it(
     db.parent.mkdir(parents=True)
     db.write_bytes(b"this is not SQLite at all" * 100)
     migrated: list[object] = []
-    monkeypatch.setattr(airflow_env, "migrate", lambda *a: migrated.append(a))
+    monkeypatch.setattr(airflow_env, "migrate", lambda *a, **k: migrated.append(a))
     monkeypatch.setattr(airflow_env, "run_airflow", lambda *a, **k: None)
     plan, _ = load_or_create_plan(settings, UpOptions(), NOW)
     with pytest.raises(StackError, match=rf"{db} is corrupt") as exc:

@@ -12,6 +12,7 @@ and keeps in ``MUSIFY_HOME/airflow/passwords.json``, readable by its owner only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -134,27 +135,43 @@ def airflow_environ(
 
 
 def run_airflow(
-    settings: Settings, args: list[str], env: dict[str, str], timeout: float = 600
+    settings: Settings,
+    args: list[str],
+    env: dict[str, str],
+    timeout: float = 600,
+    niceness: int = 0,
 ) -> subprocess.CompletedProcess[str]:
-    """Run one airflow command to completion; AirflowError with its output tail on failure."""
+    """Run one airflow command to completion; AirflowError with its output tail on failure.
+    ``niceness`` > 0 runs it at a lower CPU priority (what else starts meanwhile goes
+    first)."""
     airflow_home(settings).mkdir(parents=True, exist_ok=True)
-    res = subprocess.run(
-        [str(airflow_bin(settings)), *args],
+    argv = [str(airflow_bin(settings)), *args]
+    with subprocess.Popen(
+        argv,
         env=env,
         cwd=airflow_home(settings),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
-        check=False,
-    )
+    ) as proc:
+        if niceness > 0:
+            with contextlib.suppress(OSError):  # gone already, or not permitted
+                os.setpriority(os.PRIO_PROCESS, proc.pid, niceness)
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+    res = subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
     if res.returncode != 0:
         tail = "\n".join((res.stdout + res.stderr).strip().splitlines()[-15:])
         raise AirflowError(f"airflow {' '.join(args)} failed ({res.returncode}):\n{tail}")
     return res
 
 
-def migrate(settings: Settings, env: dict[str, str]) -> None:
-    run_airflow(settings, ["db", "migrate"], env)
+def migrate(settings: Settings, env: dict[str, str], niceness: int = 0) -> None:
+    run_airflow(settings, ["db", "migrate"], env, niceness=niceness)
 
 
 def dags_test(settings: Settings, env: dict[str, str], logical_date: datetime) -> str:

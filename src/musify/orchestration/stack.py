@@ -402,7 +402,9 @@ class Stack:
                 f"  Airflow login: {airflow_env.ADMIN_USER} / {password}  (kept in "
                 f"{airflow_env.passwords_path(s)}, readable only by you)"
             )
-        airflow_env.migrate(s, env)
+        # Niced: the stream's JVM, started just before, gets the CPU first (on 2 cores the
+        # live section's first data came 64 s after `musify up` without, 53 s with).
+        airflow_env.migrate(s, env, niceness=10)
         airflow_env.run_airflow(
             s, ["pools", "set", "musify_warehouse", "1", "one writer of the warehouse"], env
         )
@@ -452,9 +454,17 @@ class Stack:
                     self._record()
             rss = sum(procs.tree_rss(c.pid) for c in self.components if c.pid and c.running())
             self.peak_rss = max(self.peak_rss, rss)
+            self.rotate_logs()
             if time.monotonic() - last_report >= report_every:
                 last_report = time.monotonic()
                 self.say(health_line(self.settings, rss))
+
+    def rotate_logs(self) -> None:
+        """Keep the logs the stack's processes write bounded (``procs.rotate_log``): the
+        components' and the broker's (the stream rotates its per-batch records itself)."""
+        logs = {c.log for c in self.components} | set(self.settings.logs_dir.glob("*.log"))
+        for log in sorted(logs):
+            procs.rotate_log(log)
 
     def request_stop(self) -> None:
         self._stop.set()

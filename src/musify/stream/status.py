@@ -1,10 +1,10 @@
 """What the stream reports about itself: one structured record per micro-batch.
 
-The job appends each record to ``MUSIFY_HOME/logs/stream.jsonl``, prints it as one log
-line, and keeps the latest in ``MUSIFY_HOME/run/stream-status.json`` for ``musify
-status``. Standard library only: reading the status (``stream_status``, ``watermark``)
-needs neither Spark nor any other package, so an orchestrator's own virtual
-environment can import this module.
+The job appends each record to ``MUSIFY_HOME/logs/stream.jsonl`` (rotated like every
+log, ``musify.procs.rotate_log``), logs it as one line, and keeps the latest in
+``MUSIFY_HOME/run/stream-status.json`` for ``musify status``. Standard library only:
+reading the status (``stream_status``, ``watermark``) needs neither Spark nor any other
+package, so an orchestrator's own virtual environment can import this module.
 
 The ``watermark`` of a record (ISO-8601 UTC, or null) is a promise: every message the
 broker acknowledged before that instant is committed in the lake (as an event or in
@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from musify.procs import rotate_log
 
 if TYPE_CHECKING:
     from musify.settings import Settings
@@ -82,6 +84,7 @@ def record(settings: Settings, report: BatchReport, extra: dict[str, Any]) -> by
     """Append the report to the stream log and make it the latest status."""
     body = json.dumps({**report.as_dict(), **extra}, separators=(",", ":")).encode()
     settings.ensure_dirs()
+    rotate_log(log_path(settings))
     with log_path(settings).open("ab") as f:
         f.write(body + b"\n")
     tmp = status_path(settings).with_suffix(".tmp")
