@@ -166,22 +166,24 @@ class ManifestCache:
 
         snapshot = table.snapshot_by_id(snapshot_id)
         field_id = int(table.schema().find_field(window.column).field_id)
+        # per partition spec: the position of the column's hour/day field and the range
+        # of its values the window covers (a table has a few specs, a snapshot many
+        # manifests)
+        ranges: dict[int, tuple[int, int, int] | None] = {}
+        for spec_id, spec in table.specs().items():
+            ranges[spec_id] = None
+            for i, f in enumerate(spec.fields):
+                step = _TRANSFORM_SECONDS.get(type(f.transform).__name__)
+                if f.source_id == field_id and step is not None:
+                    first = int(window.start.timestamp()) // step
+                    ranges[spec_id] = (i, first, (int(window.end.timestamp()) - 1) // step)
+                    break
         paths: list[str] = []
         for manifest in snapshot.manifests(table.io):
-            spec = table.specs()[manifest.partition_spec_id]
-            position = next(
-                (
-                    i
-                    for i, f in enumerate(spec.fields)
-                    if f.source_id == field_id and type(f.transform).__name__ in _TRANSFORM_SECONDS
-                ),
-                None,
-            )
-            if manifest.content != ManifestContent.DATA or position is None:
+            covered = ranges.get(manifest.partition_spec_id)
+            if manifest.content != ManifestContent.DATA or covered is None:
                 return _scan_paths(table, snapshot_id, window.filter())
-            step = _TRANSFORM_SECONDS[type(spec.fields[position].transform).__name__]
-            first = int(window.start.timestamp()) // step
-            last = (int(window.end.timestamp()) - 1) // step
+            position, first, last = covered
             for partition, path in self._manifest(manifest, table.io):
                 value = partition[position]
                 if isinstance(value, date):
