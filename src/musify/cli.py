@@ -383,6 +383,13 @@ def stream(
             help="Micro-batch period, e.g. 2m or 30s (default: MUSIFY_STREAM_TRIGGER, else 2m)."
         ),
     ] = None,
+    warmup_trigger: Annotated[
+        str | None,
+        typer.Option(
+            help="A shorter period for the first two minutes, e.g. 5s, so the first data "
+            "and the first changes show sooner (default: none)."
+        ),
+    ] = None,
     until_caught_up: Annotated[
         bool,
         typer.Option("--until-caught-up", help="Process everything the topics hold, then exit."),
@@ -426,6 +433,9 @@ def stream(
             source=settings.kafka_source,
             reset_on_data_loss=reset_on_data_loss,
             max_offsets_per_trigger=max_offsets_per_trigger,
+            warmup_trigger_seconds=(
+                parse_trigger(warmup_trigger, "--warmup-trigger") if warmup_trigger else None
+            ),
         )
         summary = run_stream(settings, opts)
     except MusifyError as exc:
@@ -848,7 +858,10 @@ def describe(exc: BaseException) -> str:
         if exc.errno == errno.ENOSPC:
             message += ": free some space and run the command again"
     else:
-        text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        try:
+            text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        except Exception:  # e.g. a Py4J error whose message lives in a JVM that is gone
+            text = ""
         if len(text) > 400:
             text = text[:400] + " …"
         kind = type(exc).__qualname__

@@ -200,6 +200,29 @@ def test_every_live_number_is_a_recount_of_the_committed_events(
     assert view.auth_attempts > 0 and view.status_changes
 
 
+def test_the_streams_watermark_moves_the_clock_through_quiet_minutes(
+    built: Path, events: Events
+) -> None:
+    """With no listen after T (the end of the lake's events) but the stream's
+    watermark at T + 3 min (it committed everything acknowledged before then), the
+    windows end at the watermark: the quiet minutes count zero, and every number is
+    still a recount at that clock."""
+    live = Live(Lake(built))
+    at = START + timedelta(hours=HOURS, minutes=1)
+    plain = live.view(at=at)
+    assert plain.clock is not None
+    later = plain.clock + timedelta(minutes=3)
+    view = live.view(at=at, floor=later)
+    assert view.clock == later
+    assert shown(view) == recount(events, view)
+    assert view.listens_per_minute[-1].minute > plain.listens_per_minute[-1].minute
+    assert view.listens_per_minute[-1].listens == 0
+    assert view.active_listeners <= plain.active_listeners
+    # an older watermark, or one in another part of the stream's time, changes nothing
+    for floor in (plain.clock - timedelta(minutes=1), at + timedelta(hours=3)):
+        assert live.view(at=at, floor=floor).clock == plain.clock
+
+
 def test_a_state_filter_narrows_every_tile(at: datetime, built: Path, events: Events) -> None:
     live = Live(Lake(built))
     busiest = max(live.view(at=at).listens_by_state.items(), key=lambda kv: kv[1])[0]

@@ -377,3 +377,130 @@ def test_spark_home_for_pip_pyspark_hides_the_uncompiled_zip(tmp_path: Path) -> 
     assert (home / "bin" / "spark-submit").is_file()
     assert pip_spark_home(settings) == home  # kept, not rebuilt
     assert [p.name for p in settings.cache_dir.iterdir()] == ["spark-home"]
+
+
+def test_warmup_period_then_the_long_one_loses_and_repeats_nothing(
+    broker: Any, tmp_path: Path, spark: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``warmup_trigger_seconds`` runs the first batches at a short period, then the
+    query restarts at the long one between batches: every acknowledged message is in
+    the lake exactly once, with batches committed on both sides of the switch."""
+    from confluent_kafka import Producer
+
+    from musify.broker.kafka import ensure_topics
+    from musify.stream import StreamOptions, run_stream
+    from tests.stream.test_parse import listen
+
+    bootstrap, _, _ = broker
+    home = tmp_path / "home"
+    ensure_topics(bootstrap, list(TOPIC_NAMES), 3, 1)
+    producing, stop = threading.Event(), threading.Event()
+    acked: list[tuple[int, int]] = []
+
+    def produce_live() -> None:
+        quiet = logging.Logger("musify.tests.warmup")
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "logger": quiet})
+        i = 0
+        while not producing.is_set():
+            i += 1
+            producer.produce(
+                "listen_events",
+                orjson.dumps(listen(itemInSession=i)),
+                str(i % 17).encode(),
+                on_delivery=lambda err, msg: acked.append((msg.partition(), msg.offset())),
+            )
+            producer.poll(0)
+            time.sleep(0.02)
+        producer.flush(30)
+
+    phases: list[bool] = []  # per batch: committed after the warm-up ended
+
+    def on_batch(report: dict[str, Any]) -> None:
+        phases.append(any("warm-up over" in r.getMessage() for r in caplog.records))
+        if phases.count(True) >= 2:
+            stop.set()
+
+    opts = StreamOptions(
+        bootstrap_servers=bootstrap,
+        trigger_seconds=3,
+        warmup_trigger_seconds=1,
+        warmup_seconds=4,
+        master="local[2]",
+    )
+    producer = threading.Thread(target=produce_live, daemon=True)
+    producer.start()
+    deadline = threading.Timer(150, stop.set)
+    deadline.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="musify.stream.job"):
+            first = run_stream(Settings(home=home), opts, on_batch=on_batch, stop_event=stop)
+    finally:
+        deadline.cancel()
+        producing.set()
+        producer.join(60)
+    assert phases.count(False) >= 2 and phases.count(True) >= 2, phases
+    assert phases == sorted(phases), "the switch happens once"
+    rest = stream_once(home, bootstrap)
+    assert first["rows"]["listen_events"] + rest["rows"]["listen_events"] == len(acked)
+    got = table_rows(home / "lake", "listen_events", ("kafka_partition", "kafka_offset"))
+    coords = list(
+        zip(
+            got.column("kafka_partition").to_pylist(),
+            got.column("kafka_offset").to_pylist(),
+            strict=True,
+        )
+    )
+    assert sorted(coords) == sorted(acked)
+
+
+def test_an_idle_trigger_moves_the_watermark_on_without_a_batch(
+    broker: Any, tmp_path: Path, spark: Any
+) -> None:
+    """Nothing new in the broker: Spark's no-data progress (every 10 s) carries the ends
+    the source fetched, all read, so the latest status record's watermark moves on
+    (``checked_at``) while the journal keeps one line per batch."""
+    from confluent_kafka import Producer
+
+    from musify.broker.kafka import ensure_topics
+    from musify.stream import StreamOptions, run_stream
+    from musify.stream.status import last_record, log_path, parse_watermark
+    from tests.stream.test_parse import listen
+
+    bootstrap, _, _ = broker
+    settings = Settings(home=tmp_path / "home")
+    ensure_topics(bootstrap, list(TOPIC_NAMES), 3, 1)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for i in range(20):
+        producer.produce("listen_events", orjson.dumps(listen(itemInSession=i)), str(i).encode())
+    producer.flush(30)
+    stop = threading.Event()
+    advanced: list[dict[str, Any]] = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + 90
+        while not stop.is_set() and time.monotonic() < deadline:
+            last = last_record(settings)
+            if last is not None and last.get("checked_at"):
+                advanced.append(last)
+                if len(advanced) > 1 and advanced[-1]["watermark"] != advanced[0]["watermark"]:
+                    break
+            time.sleep(0.2)
+        stop.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    summary = run_stream(
+        settings,
+        StreamOptions(bootstrap_servers=bootstrap, trigger_seconds=1, master="local[2]"),
+        stop_event=stop,
+    )
+    watcher.join(10)
+    assert summary["rows"]["listen_events"] == 20 and summary["batches"] == 1
+    journal = [orjson.loads(x) for x in log_path(settings).read_bytes().splitlines()]
+    assert len(journal) == 1, "idle triggers add no line to the journal"
+    assert len(advanced) > 1, "the watermark did not move on while the stream was idle"
+    batch_mark = parse_watermark(journal[0]["watermark"])
+    marks = [parse_watermark(a["watermark"]) for a in advanced]
+    assert batch_mark is not None and all(m is not None and m > batch_mark for m in marks)
+    assert marks == sorted(marks) and marks[-1] != marks[0]  # type: ignore[type-var]
+    assert advanced[-1]["batch_id"] == 0 and advanced[-1]["rows"] == journal[0]["rows"]

@@ -20,7 +20,7 @@ from musify.dashboard import charts
 from musify.lake.layout import CATALOG_FILE, QUARANTINE, Lake
 from musify.live.view import Live, LiveView
 from musify.settings import Settings
-from musify.stream.status import stream_status
+from musify.stream.status import parse_watermark, stream_status
 
 #: Plotly charts the live section draws once the stream has committed listens.
 LIVE_CHARTS = 3
@@ -76,7 +76,12 @@ def read_view(settings: Settings, state: str | None) -> tuple[LiveView | None, d
         return None, status
     lake = Lake.from_settings(settings)
     live = _live(f"{lake.root}|{lake.catalog}", lake, settings.live_allowed_lateness_seconds)
-    view = live.view(state=state)
+    last = status.get("last_batch") or {}
+    try:
+        floor = parse_watermark(last.get("watermark"))
+    except (TypeError, ValueError):
+        floor = None
+    view = live.view(state=state, floor=floor)
     if view.clock is None:
         newest = _newest_event(status)
         if newest is not None:

@@ -9,7 +9,10 @@ hour cover the same closed interval they agree exactly.
 
 **The clock** is the newest committed listen event (``clock``), not the wall clock:
 whatever the stream's pace (history, ``--speed``, a pause), the last hour is the last
-hour of the stream. A minute is *final* once the clock is the allowed lateness
+hour of the stream. When the stream's watermark (everything the broker acknowledged
+before it is committed; idle triggers move it on too) is later and near the hint, the
+clock is the watermark: minutes without a listen are then known to have none, and the
+windows move on through quiet periods. A minute is *final* once the clock is the allowed lateness
 (``MUSIFY_LIVE_ALLOWED_LATENESS_SECONDS``) past its end; until then late events still
 land in it and it is drawn as provisional. Nothing is dropped: an event later than that
 is still in the lake and in the next refresh's recount (and in the hourly marts).
@@ -87,7 +90,8 @@ class LiveView:
     """The live section's numbers at one read of the lake (all times UTC)."""
 
     read_at: datetime
-    #: The newest committed listen event (the live windows end here); None: none yet.
+    #: The newest committed listen event or the stream's watermark, if later (the live
+    #: windows end here); None: nothing yet.
     clock: datetime | None
     allowed_lateness_s: float
     state: str | None
@@ -153,16 +157,25 @@ class Live:
         return con
 
     def view(
-        self, *, state: str | None = None, at: datetime | None = None, now: datetime | None = None
+        self,
+        *,
+        state: str | None = None,
+        at: datetime | None = None,
+        now: datetime | None = None,
+        floor: datetime | None = None,
     ) -> LiveView:
         """The live numbers. ``at``: where to look for the clock (default: now); the
         clock is the newest committed listen event before ``at`` + ``AHEAD``, searched
-        back ``SEARCH_BACK`` (None when there is none)."""
+        back ``SEARCH_BACK`` (None when there is none), or ``floor`` if that is later:
+        the stream's watermark, before which everything the broker acknowledged is
+        committed, so minutes without a listen are known to have none."""
         read_at = (now or datetime.now(UTC)).astimezone(UTC)
         hint = (at or read_at).astimezone(UTC)
+        if floor is not None and not hint - SEARCH_BACK <= floor <= hint + AHEAD:
+            floor = None  # another part of the stream's time (history, --speed)
         con = self._db()
         try:
-            return self._view(con, state, hint, read_at)
+            return self._view(con, state, hint, read_at, floor)
         finally:
             con.close()
 
@@ -181,7 +194,14 @@ class Live:
         finally:
             con.close()
 
-    def _view(self, con: Any, state: str | None, hint: datetime, read_at: datetime) -> LiveView:
+    def _view(
+        self,
+        con: Any,
+        state: str | None,
+        hint: datetime,
+        read_at: datetime,
+        floor: datetime | None,
+    ) -> LiveView:
         snapshots: dict[str, int | None] = {}
         newest: dict[str, datetime | None] = {}
         first = hint - SEARCH_BACK - PREVIOUS_WINDOW - RECENT_WINDOW
@@ -194,6 +214,8 @@ class Live:
                 {"limit": hint + AHEAD},
             ).fetchall()[0][0]
         )
+        if floor is not None and (clock is None or floor > clock):
+            clock = floor.astimezone(UTC)
         newest["listen_events"] = clock
         base = LiveView(read_at, clock, self.allowed_lateness_s, state, snapshots=snapshots)
         quarantine = self._quarantine(con, read_at)

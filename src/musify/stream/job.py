@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -39,6 +39,9 @@ from musify.lake import QUARANTINE, Lake, LakeError
 from musify.lake.commit import Committer, data_prefix
 from musify.settings import Settings
 from musify.stream import guard, status
+
+if TYPE_CHECKING:
+    from pyspark.sql.streaming.query import StreamingQuery
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +71,14 @@ class StreamError(MusifyError):
 DEFAULT_TRIGGER = "2m"
 
 
-def parse_trigger(text: str) -> float:
-    """'2m', '30s', '10 seconds', '500ms' → seconds."""
+def parse_trigger(text: str, option: str = "--trigger") -> float:
+    """'2m', '30s', '10 seconds', '500ms' → seconds (``option`` names it in errors)."""
     m = _TRIGGER.match(text.lower())
     if not m:
-        raise UsageError(f"--trigger {text!r}: expected a duration such as 2m, 30s or 500ms")
+        raise UsageError(f"{option} {text!r}: expected a duration such as 2m, 30s or 500ms")
     seconds = float(m.group(1)) * _UNIT[m.group(2) or "s"]
     if seconds <= 0:
-        raise UsageError("--trigger must be positive")
+        raise UsageError(f"{option} must be positive")
     return seconds
 
 
@@ -88,6 +91,11 @@ class StreamOptions:
     source: str = "musify_kafka"
     reset_on_data_loss: bool = False
     max_offsets_per_trigger: int | None = None
+    #: A shorter period for the stream's first ``warmup_seconds`` (None: none), so the
+    #: first data and the first changes show sooner while the long-run period keeps
+    #: the lake's snapshot count down. Ignored with ``until_caught_up``.
+    warmup_trigger_seconds: float | None = None
+    warmup_seconds: float = 120.0
     #: Extra Spark settings, e.g. for a cluster.
     spark_conf: dict[str, str] = field(default_factory=dict)
 
@@ -415,6 +423,87 @@ def _failure_message(exc: BaseException) -> str:
 OnBatch = Callable[[dict[str, Any]], None]
 
 
+class _Recorder:
+    """Turns each committed micro-batch's progress into its status record and log
+    line, and keeps the run's totals (across restarts of the query)."""
+
+    def __init__(
+        self, settings: Settings, lake: Lake, writer: _BatchWriter, on_batch: OnBatch | None
+    ) -> None:
+        self.settings, self.lake, self.writer, self.on_batch = settings, lake, writer, on_batch
+        self.seen = -1  # the newest batch recorded
+        # Restarts begin without a watermark: only a caught-up batch of this run sets it.
+        self.watermark: datetime | None = None
+        self.totals: dict[str, int] = dict.fromkeys([*TOPIC_NAMES, "_quarantine"], 0)
+        self.unknown: dict[str, int] = {}  # "topic.field" → events that carried it
+        self.batches = 0
+        self.last_commit: float | None = None  # when the newest batch was recorded
+        self.last_record: dict[str, Any] | None = None
+
+    def drain(self, query: StreamingQuery) -> None:
+        writer = self.writer
+        for prog in query.recentProgress:
+            bid = int(prog.get("batchId", -1))
+            if bid > self.seen and bid not in writer.reports and not prog.get("numInputRows"):
+                self._idle(prog)
+                continue
+            if bid <= self.seen or bid not in writer.reports:
+                continue
+            self.seen = bid
+            rep = writer.reports.pop(bid)
+            rep.input_rows = int(prog.get("numInputRows", 0))
+            rep.lag = _lag(prog)
+            rep.duration_ms = int(prog.get("batchDuration", rep.duration_ms))
+            caught_up = None if rep.replayed else _caught_up_at(prog)
+            if caught_up is not None and (self.watermark is None or caught_up > self.watermark):
+                self.watermark = caught_up
+            rep.watermark = self.watermark.isoformat() if self.watermark else None
+            now = datetime.now(UTC)
+            rep.at = now.isoformat()
+            events_mark = writer.event_watermark(now)
+            rep.event_watermark = events_mark.isoformat() if events_mark else None
+            rep.event_marks = {
+                str(p): [ev.isoformat(), at.isoformat()]
+                for p, (ev, at) in sorted(writer.marks.items())
+            }
+            if writer.newest is not None:
+                # never negative: an event up to max_future ahead is allowed
+                age = (now - writer.newest).total_seconds()
+                rep.freshness_s = round(max(0.0, age), 1)
+            self.last_record = {**rep.as_dict(), "epoch": time.time()}
+            line = status.record(self.settings, rep, {"epoch": self.last_record["epoch"]})
+            self._publish(line)
+            log.info(describe_batch(rep), extra={"batch": rep.as_dict()})
+            for k, v in rep.rows.items():
+                self.totals[k] += v
+            for k, v in rep.unknown_fields.items():
+                self.unknown[k] = self.unknown.get(k, 0) + v
+            self.totals["_quarantine"] += rep.quarantined
+            self.batches += 1
+            self.last_commit = time.monotonic()
+            if self.on_batch:
+                self.on_batch(rep.as_dict())
+
+    def _idle(self, prog: dict[str, Any]) -> None:
+        """Spark's progress of a trigger that found no new messages (every
+        ``spark.sql.streaming.noDataProgressEventInterval``): the broker's ends were
+        all read at that instant, so the watermark moves on without a batch, and the
+        hourly DAG and the live section move on through quiet periods."""
+        caught_up = _caught_up_at(prog)
+        last = self.last_record
+        if caught_up is None or last is None:
+            return
+        if self.watermark is not None and caught_up <= self.watermark:
+            return
+        self.watermark = caught_up
+        line = status.advance(self.settings, last, caught_up, datetime.now(UTC))
+        self._publish(line)
+
+    def _publish(self, line: bytes) -> None:
+        if self.lake.remote:  # for orchestrators on other machines
+            self.lake.storage.write_atomic(status.LAKE_STATUS_KEY, line)
+
+
 def run_stream(
     settings: Settings,
     opts: StreamOptions,
@@ -463,80 +552,64 @@ def run_stream(
         extra={"spark_startup_s": spark_startup, "master": opts.master, "source": opts.source},
     )
     writer = _BatchWriter(lake, settings, committer)
+    rec = _Recorder(settings, lake, writer, on_batch)
     stop = [False]
-    # Restarts begin without a watermark: only a caught-up batch of this run sets it.
-    watermark: datetime | None = None
-    totals: dict[str, int] = dict.fromkeys([*TOPIC_NAMES, "_quarantine"], 0)
-    unknown: dict[str, int] = {}  # "topic.field" → events that carried it
-    batches = 0
     started = time.monotonic()
-    last_commit: float | None = None  # when the newest batch was recorded
     status.write_pid(settings)
     try:
         source = _read_stream(spark, opts)
-        w = source.writeStream.foreachBatch(writer).option("checkpointLocation", checkpoint)
-        if opts.until_caught_up:
-            w = w.trigger(availableNow=True)
-        else:
-            w = w.trigger(processingTime=f"{int(opts.trigger_seconds * 1000)} milliseconds")
+
+        def start(period: float | None) -> StreamingQuery:
+            w = source.writeStream.foreachBatch(writer).option("checkpointLocation", checkpoint)
+            if period is None:
+                w = w.trigger(availableNow=True)
+            else:
+                w = w.trigger(processingTime=f"{int(period * 1000)} milliseconds")
+                # An idle trigger's progress moves the watermark on (_Recorder._idle):
+                # at most every 10 s (Spark's default), every trigger when shorter.
+                idle_ms = int(min(period, 10.0) * 1000)
+                spark.conf.set("spark.sql.streaming.noDataProgressEventInterval", str(idle_ms))
+            query: StreamingQuery = w.start()
+            return query
+
+        warming = (
+            not opts.until_caught_up
+            and opts.warmup_trigger_seconds is not None
+            and opts.warmup_trigger_seconds < opts.trigger_seconds
+        )
         with _stop_signals(stop):
-            query = w.start()
-            seen = -1
+            if opts.until_caught_up:
+                query = start(None)
+            else:
+                query = start(opts.warmup_trigger_seconds if warming else opts.trigger_seconds)
+            warm_until = time.monotonic() + opts.warmup_seconds
             stop_after: int | None = None  # the last batch recorded when a stop was asked
             try:
                 while True:
                     active = query.isActive
-                    for prog in query.recentProgress:
-                        bid = int(prog.get("batchId", -1))
-                        if bid <= seen or bid not in writer.reports:
-                            continue
-                        seen = bid
-                        rep = writer.reports.pop(bid)
-                        rep.input_rows = int(prog.get("numInputRows", 0))
-                        rep.lag = _lag(prog)
-                        rep.duration_ms = int(prog.get("batchDuration", rep.duration_ms))
-                        caught_up = None if rep.replayed else _caught_up_at(prog)
-                        if caught_up is not None and (watermark is None or caught_up > watermark):
-                            watermark = caught_up
-                        rep.watermark = watermark.isoformat() if watermark else None
-                        now = datetime.now(UTC)
-                        rep.at = now.isoformat()
-                        events_mark = writer.event_watermark(now)
-                        rep.event_watermark = events_mark.isoformat() if events_mark else None
-                        rep.event_marks = {
-                            str(p): [ev.isoformat(), at.isoformat()]
-                            for p, (ev, at) in sorted(writer.marks.items())
-                        }
-                        if writer.newest is not None:
-                            # never negative: an event up to max_future ahead is allowed
-                            age = (now - writer.newest).total_seconds()
-                            rep.freshness_s = round(max(0.0, age), 1)
-                        line = status.record(settings, rep, {"epoch": time.time()})
-                        if lake.remote:  # for orchestrators on other machines
-                            lake.storage.write_atomic(status.LAKE_STATUS_KEY, line)
-                        log.info(describe_batch(rep), extra={"batch": rep.as_dict()})
-                        for k, v in rep.rows.items():
-                            totals[k] += v
-                        for k, v in rep.unknown_fields.items():
-                            unknown[k] = unknown.get(k, 0) + v
-                        totals["_quarantine"] += rep.quarantined
-                        batches += 1
-                        last_commit = time.monotonic()
-                        if on_batch:
-                            on_batch(rep.as_dict())
+                    rec.drain(query)
                     if not active:
                         break
                     stopping = stop[0] or (stop_event is not None and stop_event.is_set())
                     if stopping and stop_after is None:
-                        stop_after = seen
+                        stop_after = rec.seen
+                    idle = not query.status.get("isTriggerActive", False)
+                    if warming and not stopping and idle and time.monotonic() >= warm_until:
+                        # A running query's period is fixed: restart it between batches
+                        # from the same checkpoint (nothing is lost or done twice).
+                        warming = False
+                        query.stop()
+                        rec.drain(query)
+                        query = start(opts.trigger_seconds)
+                        log.info("warm-up over: a micro-batch every %g s", opts.trigger_seconds)
+                        continue
                     # Stop between batches, or as soon as the running one is committed:
                     # under a steady load the next batch starts at once, and stopping it
                     # early is safe (it is replayed from Spark's offset log).
-                    if stop_after is not None and (
-                        seen > stop_after or not query.status.get("isTriggerActive", False)
-                    ):
+                    if stop_after is not None and (rec.seen > stop_after or idle):
                         query.stop()
-                    query.awaitTermination(0.5)
+                    # pyspark's stub says int; the method takes seconds as a float
+                    query.awaitTermination(0.5)  # type: ignore[arg-type]
             except KeyboardInterrupt:
                 query.stop()
             except StreamingQueryException as exc:
@@ -554,11 +627,12 @@ def run_stream(
         if own_session:  # a session the caller already had is theirs to stop
             with contextlib.suppress(Exception):
                 spark.stop()
+    totals, last_commit = rec.totals, rec.last_commit
     return {
-        "batches": batches,
+        "batches": rec.batches,
         "rows": {t: totals[t] for t in TOPIC_NAMES},
         "quarantined": totals["_quarantine"],
-        "unknown_fields": unknown,
+        "unknown_fields": rec.unknown,
         "seconds": round(time.monotonic() - started, 2),
         # From the query's start (source registration, planning) until the last batch
         # was committed and recorded: the ingest itself, without Spark's start-up

@@ -93,6 +93,21 @@ def record(settings: Settings, report: BatchReport, extra: dict[str, Any]) -> by
     return body
 
 
+def advance(settings: Settings, last: dict[str, Any], watermark: datetime, at: datetime) -> bytes:
+    """An idle trigger found nothing new in the broker: the latest status record (not
+    the journal, which keeps one line per batch) gets the later ``watermark``, and
+    ``checked_at`` says when it was confirmed."""
+    body = json.dumps(
+        {**last, "watermark": watermark.isoformat(), "checked_at": at.isoformat()},
+        separators=(",", ":"),
+    ).encode()
+    settings.ensure_dirs()
+    tmp = status_path(settings).with_suffix(".tmp")
+    tmp.write_bytes(body)
+    tmp.replace(status_path(settings))
+    return body
+
+
 def write_pid(settings: Settings) -> None:
     settings.ensure_dirs()
     pid_path(settings).write_text(f"{os.getpid()}\n")
