@@ -1,7 +1,7 @@
 """The whole local stack (`musify up`): peak memory and CPU on this machine.
 
-Starts `musify up` in a fresh MUSIFY_HOME on free ports (1,000 users, 6 hours of history,
-`musify up`'s own trigger (30 s) unless ``--trigger``, dashboard included), samples the
+Starts `musify up` in a fresh MUSIFY_HOME on free ports (by default as `make run` does:
+1,000 users, 2 days of history, `musify up`'s own triggers, dashboard included), samples the
 process tree every second for the given duration (by default until the first hour is
 published and the live section has moved, then two more minutes), and reports: time to
 the first published hour, to the live section's first data and to its first move, peak
@@ -28,7 +28,7 @@ from benchmarks.common import save
 from musify import procs
 from musify.broker.local import free_port
 from musify.orchestration.hourly import last_published
-from musify.orchestration.stack import UP_TRIGGER
+from musify.orchestration.stack import UP_TRIGGER, UpOptions
 from musify.settings import Settings
 
 
@@ -41,15 +41,18 @@ def _components(home: Path) -> dict[str, int]:
     return {n: int(c["pid"]) for n, c in doc.get("components", {}).items() if c.get("pid")}
 
 
-def _live_clock(settings: Settings) -> str | None:
-    """The live section's clock as the dashboard computes it (None: nothing to show)."""
+def _live_clock(settings: Settings) -> tuple[str | None, str]:
+    """The live section's clock as the dashboard computes it (None: nothing to show),
+    and which stream status it read (batch, and when an idle trigger confirmed it)."""
     from musify.dashboard.live import read_view
 
     try:
-        view, _ = read_view(settings, None)
+        view, status = read_view(settings, None)
     except Exception:  # the lake is being created
-        return None
-    return None if view is None or view.clock is None else view.clock.isoformat()
+        return None, ""
+    last = status.get("last_batch") or {}
+    seen = f"{last.get('batch_id')}@{last.get('checked_at')}"
+    return (None if view is None or view.clock is None else view.clock.isoformat()), seen
 
 
 def run(
@@ -77,6 +80,7 @@ def run(
     live_first: float | None = None
     live_moved: float | None = None
     clock: str | None = None
+    first_status = ""  # the stream status when the section first showed data
     try:
         while time.monotonic() - t0 < limit:
             time.sleep(1.0)
@@ -86,11 +90,15 @@ def run(
             if total > peak:
                 peak, at_peak = total, per
             if live_moved is None:
-                now_clock = _live_clock(settings)
+                now_clock, seen = _live_clock(settings)
                 if now_clock is not None and clock is None:
-                    live_first = time.monotonic() - t0
+                    live_first, first_status = time.monotonic() - t0, seen
                     print(f"  live section shows data after {live_first:.0f} s", flush=True)
-                elif now_clock is not None and now_clock != clock:
+                elif now_clock is not None and first_status.startswith("None@"):
+                    # the first batch's status record, written after its tables
+                    first_status = seen
+                elif now_clock is not None and now_clock != clock and seen != first_status:
+                    # a later batch or idle trigger moved it
                     live_moved = time.monotonic() - t0
                     print(f"  live section moved after {live_moved:.0f} s", flush=True)
                 clock = now_clock or clock
@@ -131,7 +139,9 @@ def run(
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks stack")
     ap.add_argument("--users", type=int, default=1000)
-    ap.add_argument("--history", default="6h")
+    ap.add_argument(
+        "--history", default=f"{UpOptions().history.days}d", help="default: as make run"
+    )
     ap.add_argument("--after-publish", type=float, default=120.0)
     ap.add_argument("--limit", type=float, default=1800.0)
     ap.add_argument(

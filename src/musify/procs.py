@@ -147,9 +147,18 @@ def alive(pid: int) -> bool:
     return state != ["Z"] or threads > 1
 
 
-def stop_group(pid: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
+def stop_group(
+    pid: int,
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    *,
+    leader_first: bool = False,
+) -> bool:
     """SIGTERM the process group led by ``pid``; SIGKILL it after ``timeout`` seconds.
 
+    ``leader_first``: SIGTERM only the leader, the rest of the group once it is gone,
+    for a leader that stops its own children in order (the stream stops its query
+    before its JVM; a SIGTERM to the whole group would stop the JVM under it).
     Returns True when it stopped on SIGTERM."""
 
     def signal_group(sig: int) -> None:
@@ -163,7 +172,11 @@ def stop_group(pid: int, timeout: float, proc: subprocess.Popen[bytes] | None = 
 
     if gone():
         return True
-    signal_group(signal.SIGTERM)
+    if leader_first:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    else:
+        signal_group(signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if gone():

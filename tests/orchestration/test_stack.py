@@ -59,12 +59,48 @@ def test_the_stacks_stream_trigger(
     tmp_path: Path, env: str, option: str | None, expected: str
 ) -> None:
     """`musify up` streams every 30 s unless MUSIFY_STREAM_TRIGGER or --trigger say
-    otherwise (``musify stream`` alone keeps 2 minutes)."""
+    otherwise (``musify stream`` alone keeps 2 minutes), every 5 s while it warms up."""
     settings = Settings(home=tmp_path, stream_trigger=env)
     stack = Stack(settings, UpOptions(trigger=option, airflow=False, dashboard=False))
     plan, _ = load_or_create_plan(settings, stack.opts, NOW)
     (stream,) = [c for c in stack._components(plan) if c.name == "stream"]
-    assert stream.argv[-2:] == ["--trigger", expected]
+    assert stream.argv[-4:] == ["--trigger", expected, "--warmup-trigger", "5s"]
+
+
+def test_airflow_waits_for_the_streams_first_batch_but_not_forever(tmp_path: Path) -> None:
+    """Airflow starts once the stream has recorded a batch of this run (an older
+    record does not count), or once the stream is gone, or at the timeout."""
+    import threading
+
+    from musify.orchestration.stack import Component
+    from musify.stream import status
+
+    settings = Settings(home=tmp_path)
+    old = status.BatchReport(batch_id=0, at=(NOW - timedelta(days=1)).isoformat())
+    status.record(settings, old, {})
+    clock = [NOW]
+    stack = Stack(settings, UpOptions(), say=lambda _: None, now=lambda: clock[0])
+    stream = Component("stream", ["sleep", "60"], {}, tmp_path / "stream.log")
+    stream.start()
+    assert stream.proc is not None
+    stack.components = [stream]
+    try:
+        new = status.BatchReport(batch_id=1, at=(NOW + timedelta(seconds=1)).isoformat())
+        timer = threading.Timer(1.0, status.record, (settings, new, {}))
+        timer.start()
+        t0 = time.monotonic()
+        stack._await_first_batch(timeout=30)
+        waited = time.monotonic() - t0
+        assert 0.9 <= waited < 25, waited  # the new record ended it, not the old one
+        clock[0] = NOW + timedelta(hours=1)  # a later start: that record is old now
+        t0 = time.monotonic()
+        stack._await_first_batch(timeout=1.5)
+        assert time.monotonic() - t0 >= 1.4  # the timeout ended it
+    finally:
+        procs.stop_group(stream.proc.pid, 5, stream.proc)
+    t0 = time.monotonic()
+    stack._await_first_batch(timeout=30)  # the stream is gone: no wait
+    assert time.monotonic() - t0 < 5
 
 
 def test_durations() -> None:
@@ -83,6 +119,35 @@ def test_stop_group_stops_the_children_too(tmp_path: Path) -> None:
     family = procs.descendants(p.pid)
     assert len(family) == 2 and procs.tree_rss(p.pid) > 0
     assert procs.stop_group(p.pid, timeout=5, proc=p)
+    time.sleep(0.2)
+    assert not any(procs.alive(pid) for pid in family)
+
+
+@pytest.mark.parametrize("leader_first", [True, False])
+def test_stop_group_leader_first_lets_the_leader_stop_its_children(
+    tmp_path: Path, leader_first: bool
+) -> None:
+    """As the stream must stop its query before its JVM goes: with ``leader_first`` the
+    leader's SIGTERM handler still finds its child running (and stops it itself)."""
+    code = (
+        "import signal, subprocess, sys, time\n"
+        "child = subprocess.Popen(['sleep', '300'])\n"
+        "def term(*_):\n"
+        "    time.sleep(0.5)  # time for a SIGTERM to the group to have ended the child\n"
+        "    print('child running' if child.poll() is None else 'child gone', flush=True)\n"
+        "    child.terminate(); child.wait(); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, term)\n"
+        "print('ready', flush=True); time.sleep(300)"
+    )
+    log = tmp_path / "x.log"
+    p = procs.spawn([sys.executable, "-c", code], {}, log)
+    deadline = time.monotonic() + 10
+    while "ready" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    family = procs.descendants(p.pid)
+    assert procs.stop_group(p.pid, timeout=10, proc=p, leader_first=leader_first)
+    said = log.read_text().split()
+    assert ("running" in said) == leader_first, said
     time.sleep(0.2)
     assert not any(procs.alive(pid) for pid in family)
 

@@ -43,15 +43,29 @@ from musify.settings import Settings
 #: section moves twice a minute (each commit adds a snapshot: 2,880 a day per table
 #: within the 24 h retention, benchmarks/README.md).
 UP_TRIGGER = "30s"
+#: ...and for its first two minutes, so that the live section shows data and moves
+#: within a minute of start-up (benchmarks/README.md, "`musify up` as make run runs it").
+UP_WARMUP_TRIGGER = "5s"
+#: Airflow starts once the stream has committed its first micro-batch, or after this.
+FIRST_BATCH_WAIT = 120.0
 #: How long each component may take to stop on SIGTERM before it is killed.
 STOP_TIMEOUT = {"stream": 240.0, "generator": 30.0}
 DEFAULT_STOP_TIMEOUT = 30.0
+#: Components whose leader stops its own children in order, so SIGTERM reaches the
+#: leader alone (the stream stops its query, then its JVM; procs.stop_group).
+LEADER_FIRST = frozenset({"stream"})
 #: A component that keeps dying is restarted at most this often, then left stopped.
 MAX_RESTARTS = 5
 
 
 class StackError(MusifyError):
     """The local stack could not start or stop."""
+
+
+def stop_component(name: str, pid: int, proc: subprocess.Popen[bytes] | None = None) -> bool:
+    """Stop one component's process group; True when it stopped on SIGTERM."""
+    timeout = STOP_TIMEOUT.get(name, DEFAULT_STOP_TIMEOUT)
+    return procs.stop_group(pid, timeout, proc, leader_first=name in LEADER_FIRST)
 
 
 @dataclass(frozen=True)
@@ -226,7 +240,7 @@ class Stack:
         comps = [
             Component(
                 "stream",
-                _musify("stream", "--trigger", trigger),
+                _musify("stream", "--trigger", trigger, "--warmup-trigger", UP_WARMUP_TRIGGER),
                 stream_env,
                 logs / "stream.log",
             ),
@@ -323,6 +337,7 @@ class Stack:
                 self._start(c)
         self._record()
         if self.opts.airflow:
+            self._await_first_batch()
             self._prepare_airflow(p)
         for c in later:
             self._start(c)
@@ -330,6 +345,23 @@ class Stack:
         if self.opts.airflow and p.dag_start > p.history_start:
             self._bootstrap = threading.Thread(target=self._trigger_backfill, daemon=True)
             self._bootstrap.start()
+
+    def _await_first_batch(self, timeout: float = FIRST_BATCH_WAIT) -> None:
+        """Until the stream commits its first micro-batch (or dies, or ``timeout``):
+        on 2 cores Airflow's start-up slows Spark's, and the live section waits for
+        Spark while the first hour waits for the stream anyway."""
+        from musify.stream import status
+
+        stream = next((c for c in self.components if c.name == "stream"), None)
+        started = self.now()
+        deadline = time.monotonic() + timeout
+        while stream is not None and stream.running() and time.monotonic() < deadline:
+            last = status.last_record(self.settings)
+            at = None if last is None else last.get("at")
+            if isinstance(at, str) and datetime.fromisoformat(at) >= started:
+                return
+            if self._stop.wait(0.5):
+                return
 
     def _start(self, c: Component) -> None:
         c.start()
@@ -354,7 +386,7 @@ class Stack:
             ours = any(w in procs.cmdline(int(cpid or 0)) for w in ("musify", "airflow"))
             if cpid and procs.alive(int(cpid)) and ours:
                 self.say(f"  stopping {name} (pid {cpid}) left by a musify up that did not stop")
-                procs.stop_group(int(cpid), STOP_TIMEOUT.get(name, DEFAULT_STOP_TIMEOUT))
+                stop_component(name, int(cpid))
 
     def _record(self) -> None:
         doc = {
@@ -477,8 +509,8 @@ class Stack:
             if c.proc is None or c.proc.poll() is not None:
                 continue
             self.say(f"stopping {c.name} (pid {c.pid})")
-            timeout = STOP_TIMEOUT.get(c.name, DEFAULT_STOP_TIMEOUT)
-            if not procs.stop_group(c.proc.pid, timeout, c.proc):
+            if not stop_component(c.name, c.proc.pid, c.proc):
+                timeout = STOP_TIMEOUT.get(c.name, DEFAULT_STOP_TIMEOUT)
                 self.say(f"{c.name} did not stop within {timeout:.0f} s: killed")
         with contextlib.suppress(FileNotFoundError):
             up_path(self.settings).unlink()
@@ -563,7 +595,7 @@ def down(settings: Settings, timeout: float = 300.0, say: Callable[[str], None] 
         cpid = c.get("pid")
         if cpid and procs.alive(cpid):
             say(f"stopping {name} (pid {cpid})")
-            procs.stop_group(cpid, STOP_TIMEOUT.get(name, DEFAULT_STOP_TIMEOUT))
+            stop_component(name, cpid)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     return True
