@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from musify.broker.local import free_port, running_broker
+from musify.broker.produce import produce_events
 from musify.dashboard import queries as q
 from musify.dashboard.backend import BigQueryBackend
 from musify.dashboard.live import read_view
@@ -27,7 +28,7 @@ from musify.lake import Lake
 from musify.live.view import Live
 from musify.orchestration import hourly
 from musify.settings import Settings
-from musify.sim import GenerateOptions, generate_events
+from musify.sim import GenerateOptions
 from musify.sim.config import BUILTIN_CONFIG
 from musify.warehouse.bigquery_engine import BigQueryWarehouse
 from musify.warehouse.duckdb_engine import DuckDBWarehouse
@@ -83,7 +84,7 @@ def test_generate_stream_to_gcs_batch_into_bigquery_and_a_dashboard_query(
             workers=1,
             cache_dir=musify_cache,
         )
-        produced: dict[str, int] = generate_events(opts, bootstrap_servers=bootstrap)["events"]
+        produced: dict[str, int] = produce_events(opts, bootstrap)["events"]
         assert produced["listen_events"] > 100
         musify(
             env,

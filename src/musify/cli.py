@@ -218,6 +218,8 @@ def generate(
         chosen = [output_dir is not None, bootstrap_servers is not None, stdout]
         if sum(chosen) != 1:
             raise UsageError("choose exactly one of --output-dir, --bootstrap-servers, --stdout")
+        if resume and bootstrap_servers is None:
+            raise UsageError("--resume continues a run in Kafka: give --bootstrap-servers")
         if stdout and json_summary:
             raise UsageError("--json prints to stdout: it cannot be combined with --stdout")
         if resume and start_time is not None and start_time.strip().lower().startswith("now"):
@@ -255,16 +257,24 @@ def generate(
             cache_dir=settings.cache_dir,
         )
         with _progress_bar(enabled=not quiet) as on_progress:
-            summary = generate_events(
-                opts,
-                output_dir=output_dir,
-                bootstrap_servers=bootstrap_servers,
-                stdout_topic=stdout_topic if stdout else None,
-                partitions=partitions or settings.topic_partitions,
-                replication=settings.topic_replication,
-                on_progress=on_progress,
-                resume=resume,
-            )
+            if bootstrap_servers is not None:
+                from musify.broker.produce import produce_events
+
+                summary = produce_events(
+                    opts,
+                    bootstrap_servers,
+                    partitions=partitions or settings.topic_partitions,
+                    replication=settings.topic_replication,
+                    on_progress=on_progress,
+                    resume=resume,
+                )
+            else:
+                summary = generate_events(
+                    opts,
+                    output_dir=output_dir,
+                    stdout_topic=stdout_topic if stdout else None,
+                    on_progress=on_progress,
+                )
     except MusifyError as exc:
         _fail(exc)
     if json_summary:

@@ -18,11 +18,12 @@ import orjson
 import pytest
 
 from musify.broker.partitioner import key_bytes, partition_for
+from musify.broker.produce import produce_events
 from musify.broker.resume import read_last_messages
 from musify.errors import BrokerError
 from musify.events import TOPIC_NAMES
 from musify.settings import Settings
-from musify.sim import GenerateOptions, MemorySink, generate_events, plan_run, run
+from musify.sim import GenerateOptions, MemorySink, plan_run, run
 from musify.sim.clock import from_epoch
 from tests.broker.conftest import consume
 
@@ -152,8 +153,8 @@ def test_resume_after_a_complete_run_produces_nothing(broker: str, musify_cache:
         workers=1,
         cache_dir=musify_cache,
     )
-    first = generate_events(opts, bootstrap_servers=broker, partitions=PARTITIONS)
-    again = generate_events(opts, bootstrap_servers=broker, partitions=PARTITIONS, resume=True)
+    first = produce_events(opts, broker, partitions=PARTITIONS)
+    again = produce_events(opts, broker, partitions=PARTITIONS, resume=True)
     assert again["events"] == first["events"]
     assert again["skipped"] == first["events"]
     assert set(again["produced"].values()) == {0}
@@ -174,12 +175,12 @@ def test_resume_of_a_different_run_is_refused(broker: str, musify_cache: Path) -
         workers=1,
         cache_dir=musify_cache,
     )
-    generate_events(opts, bootstrap_servers=broker, partitions=PARTITIONS)
+    produce_events(opts, broker, partitions=PARTITIONS)
     with pytest.raises(UsageError, match="cannot resume"):
-        generate_events(replace(opts, seed=4), bootstrap_servers=broker, resume=True)
+        produce_events(replace(opts, seed=4), broker, resume=True)
     with pytest.raises(UsageError, match="outside this run's window"):
         later = replace(opts, start=datetime(2024, 3, 5, tzinfo=UTC))
-        generate_events(later, bootstrap_servers=broker, resume=True)
+        produce_events(later, broker, resume=True)
 
 
 @pytest.mark.parametrize(
@@ -203,11 +204,13 @@ def test_resume_refuses_runs_it_cannot_reproduce(
 
 
 def test_resume_needs_kafka(tmp_path: Path) -> None:
-    from musify.errors import UsageError
-
-    opts = GenerateOptions(n_users=5, start=datetime(2024, 3, 1, tzinfo=UTC), seed=1)
-    with pytest.raises(UsageError, match="give --bootstrap-servers"):
-        generate_events(opts, output_dir=tmp_path, resume=True)
+    args = ["generate", "--output-dir", str(tmp_path / "out"), "--resume", "--nusers", "5"]
+    r = subprocess.run(
+        _musify(tmp_path, *args), env=_env(tmp_path), capture_output=True, timeout=120
+    )
+    assert r.returncode == 2, r.stderr
+    assert "give --bootstrap-servers" in r.stderr.decode()
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

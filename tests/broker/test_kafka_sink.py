@@ -196,12 +196,13 @@ def test_flush_reports_undelivered_events(broker_settings: Settings) -> None:
 
 @pytest.mark.slow
 def test_generate_into_the_broker(broker: str, example_config: Path, musify_cache: Path) -> None:
-    from musify.sim import GenerateOptions, generate_events
+    from musify.broker.produce import produce_events
+    from musify.sim import GenerateOptions
 
     opts = GenerateOptions(
         config=example_config, n_users=50, days=1, seed=1, workers=1, cache_dir=musify_cache
     )
-    summary = generate_events(opts, bootstrap_servers=broker)
+    summary = produce_events(opts, broker)
     assert summary["target"] == f"kafka {broker}"
     counts = summary["events"]
     assert set(counts) == set(TOPIC_NAMES) and counts["page_view_events"] > 0

@@ -25,11 +25,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from musify.broker.local import free_port, running_broker
+from musify.broker.produce import produce_events
 from musify.events import TOPIC_NAMES
 from musify.lake import QUARANTINE, Lake
 from musify.lake.read import plan
 from musify.settings import Settings
-from musify.sim import GenerateOptions, generate_events
+from musify.sim import GenerateOptions
 from musify.sim.config import BUILTIN_CONFIG
 from musify.sim.faults import FaultRates
 from tests.lake.conftest import table_rows, unreferenced_data_files
@@ -62,7 +63,7 @@ def produce(
         faults=faults,
         fault_manifest=manifest,
     )
-    counts: dict[str, int] = generate_events(opts, bootstrap_servers=bootstrap)["events"]
+    counts: dict[str, int] = produce_events(opts, bootstrap)["events"]
     return counts
 
 
