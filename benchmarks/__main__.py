@@ -10,6 +10,7 @@ from benchmarks import (
     bench_install,
     bench_kafka_source,
     bench_live,
+    bench_scale,
     bench_stack,
     bench_stream,
     bench_warehouse,
@@ -24,15 +25,23 @@ BENCHMARKS = {
     "stack": bench_stack.main,
     "live": bench_live.main,
     "install": bench_install.main,
+    # last: about half an hour
+    "scale": bench_scale.main,
 }
 
 
 def main() -> None:
-    chosen = sys.argv[1:] or list(BENCHMARKS)
+    """``python -m benchmarks [NAME ...]``; one NAME may be followed by its options:
+    ``python -m benchmarks scale --users 100000``."""
+    args = sys.argv[1:]
+    first = next((i for i, a in enumerate(args) if a.startswith("-")), len(args))
+    chosen, options = args[:first] or list(BENCHMARKS), args[first:]
+    if options and len(chosen) != 1:
+        sys.exit("options go to one benchmark: python -m benchmarks NAME [OPTIONS]")
     for name in chosen:
         if name not in BENCHMARKS:
             sys.exit(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARKS)})")
-        BENCHMARKS[name]([])
+        BENCHMARKS[name](options)
         print()
     print("results saved under benchmarks/results/")
 

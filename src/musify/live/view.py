@@ -229,10 +229,14 @@ class Live:
             "listen_events", _filter(day_start, clock - timedelta(days=1) + MINUTE), _LISTEN_COLUMNS
         )
         con.register("listens_earlier", earlier.data)
+        # From the oldest minute a tile reads (the clock was searched further back); a
+        # redelivered event has its event's ts, so both copies are in or out.
         _dedup(
             con,
             "listens",
-            "select * from listens_now union all by name select * from listens_earlier",
+            "select * from listens_now where cast(ts as timestamp) >= $since"
+            " union all by name select * from listens_earlier",
+            {"since": _naive(clock - RECENT_WINDOW - PREVIOUS_WINDOW - MINUTE)},
         )
         params = {"state": state}
         per_minute = self._per_minute(con, clock, params)
@@ -401,13 +405,16 @@ def _minute_counts(
     return {m: int(n) for m, n in rows}
 
 
-def _dedup(con: Any, name: str, source: str) -> None:
-    """``name``: ``source`` with each event once (its first delivery), as staging does."""
+def _dedup(con: Any, name: str, source: str, params: dict[str, Any] | None = None) -> None:
+    """``name``: ``source`` with each event once (its first delivery), as staging does.
+    A temp table, not a view: every tile's query reads it, and at 1M users re-running
+    the window function per query cost ~2 s a refresh (benchmarks/README.md)."""
     con.execute(
-        f"create or replace temp view {name} as"
+        f"create or replace temp table {name} as"
         f" select * replace (cast(ts as timestamp) as ts) from ({source})"
         " qualify row_number() over (partition by date_trunc('hour', ts), sessionId,"
-        " itemInSession order by kafka_partition, kafka_offset) = 1"
+        " itemInSession order by kafka_partition, kafka_offset) = 1",
+        params,
     )
 
 
