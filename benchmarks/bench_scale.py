@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,9 +35,8 @@ from typing import Any
 
 import orjson
 
-from benchmarks.common import median, save
+from benchmarks.common import UpHome, median, save
 from musify import procs
-from musify.broker.local import free_port
 from musify.orchestration.hourly import last_published
 from musify.settings import Settings
 
@@ -47,14 +44,6 @@ from musify.settings import Settings
 MEMORY_GUARD = 18 * 2**30
 #: The stream has caught up with the history once a batch's newest event is this fresh.
 CAUGHT_UP_S = 60.0
-
-
-def _components(home: Path) -> dict[str, int]:
-    try:
-        doc = orjson.loads((home / "run" / "up.json").read_bytes())
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        return {}
-    return {n: int(c["pid"]) for n, c in doc.get("components", {}).items() if c.get("pid")}
 
 
 def _broker_pid(home: Path) -> int | None:
@@ -118,25 +107,13 @@ def _dashboard_times(url: str, repeats: int, warehouse: Path) -> dict[str, Any]:
 
 
 def run(users: int, history: str, limit: float, repeats: int) -> dict[str, Any]:
-    home = Path(tempfile.mkdtemp(prefix="musify-scale-")) / "home"
-    port, aport, dport = free_port(), free_port(), free_port()
-    env = {
-        **os.environ,
-        "MUSIFY_HOME": str(home),
-        "MUSIFY_BROKER_PORT": str(port),
-        "MUSIFY_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
-        "MUSIFY_AIRFLOW_PORT": str(aport),
-        "MUSIFY_DASHBOARD_PORT": str(dport),
-    }
-    settings = Settings(home=home)
-    cmd = [sys.executable, "-m", "musify", "up", "--users", str(users), "--history", history]
-    log = home.parent / "up.log"
+    up_home = UpHome.fresh("musify-scale-")
+    home, settings = up_home.home, Settings(home=up_home.home)
     started = datetime.now(UTC)
     # the newest complete hour at start; hours up to it are history
     newest = started.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
     t0 = time.monotonic()
-    with log.open("wb") as out:
-        up = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    up, log = up_home.start(users, history)
     peak_total = 0
     peak: dict[str, int] = {}
     cpu: dict[str, float] = {}
@@ -149,7 +126,7 @@ def run(users: int, history: str, limit: float, repeats: int) -> dict[str, Any]:
     try:
         while time.monotonic() - t0 < limit:
             time.sleep(2.0)
-            pids = _components(home)
+            pids = up_home.components()
             broker = _broker_pid(home)
             if broker:
                 pids["broker"] = broker
@@ -192,15 +169,11 @@ def run(users: int, history: str, limit: float, repeats: int) -> dict[str, Any]:
         elapsed = time.monotonic() - t0
         dashboard = None
         if all_published is not None:
-            url = f"http://127.0.0.1:{dport}/"
+            url = f"http://127.0.0.1:{up_home.dashboard_port}/"
             print("  timing the dashboard over the warehouse ...", flush=True)
             dashboard = _dashboard_times(url, repeats, settings.warehouse_path)
     finally:
-        up.send_signal(signal.SIGTERM)
-        up.wait(600)
-        subprocess.run(
-            [sys.executable, "-m", "musify", "broker", "stop"], env=env, check=False, timeout=60
-        )
+        up_home.stop(up, 600)
     batches = _stream_batches(home)
     rows = sum(sum(b.get("rows", {}).values()) + b.get("quarantined", 0) for b in batches)
     backlog = [b for b in batches if sum(b.get("rows", {}).values()) > 10_000]

@@ -13,32 +13,15 @@ total.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-import orjson
-
-from benchmarks.common import save
+from benchmarks.common import UpHome, save
 from musify import procs
-from musify.broker.local import free_port
 from musify.orchestration.hourly import last_published
 from musify.orchestration.stack import UP_TRIGGER, UpOptions
 from musify.settings import Settings
-
-
-def _components(home: Path) -> dict[str, int]:
-    try:
-        doc = orjson.loads((home / "run" / "up.json").read_bytes())
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        return {}
-    # components not started yet (Airflow's, while it migrates) have no pid
-    return {n: int(c["pid"]) for n, c in doc.get("components", {}).items() if c.get("pid")}
 
 
 def _live_clock(settings: Settings) -> tuple[str | None, str]:
@@ -58,24 +41,11 @@ def _live_clock(settings: Settings) -> tuple[str | None, str]:
 def run(
     users: int, history: str, after_publish: float, limit: float, trigger: str | None
 ) -> dict[str, Any]:
-    home = Path(tempfile.mkdtemp(prefix="musify-stack-")) / "home"
-    port, aport, dport = free_port(), free_port(), free_port()
-    env = {
-        **os.environ,
-        "MUSIFY_HOME": str(home),
-        "MUSIFY_BROKER_PORT": str(port),
-        "MUSIFY_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
-        "MUSIFY_AIRFLOW_PORT": str(aport),
-        "MUSIFY_DASHBOARD_PORT": str(dport),
-    }
-    if trigger:
-        env["MUSIFY_STREAM_TRIGGER"] = trigger
-    settings = Settings(home=home)
-    cmd = [sys.executable, "-m", "musify", "up", "--users", str(users), "--history", history]
-    log = home.parent / "up.log"
+    extra = {"MUSIFY_STREAM_TRIGGER": trigger} if trigger else {}
+    up_home = UpHome.fresh("musify-stack-", **extra)
+    settings = Settings(home=up_home.home)
     t0 = time.monotonic()
-    with log.open("wb") as out:
-        up = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    up, log = up_home.start(users, history)
     peak, at_peak, first_publish = 0, {}, None
     live_first: float | None = None
     live_moved: float | None = None
@@ -84,7 +54,7 @@ def run(
     try:
         while time.monotonic() - t0 < limit:
             time.sleep(1.0)
-            per = {n: procs.tree_rss(p) for n, p in _components(home).items()}
+            per = {n: procs.tree_rss(p) for n, p in up_home.components().items()}
             per["musify up"] = procs.pss(up.pid)
             total = sum(per.values())
             if total > peak:
@@ -114,11 +84,7 @@ def run(
         cpu = procs.tree_cpu(up.pid)
         elapsed = time.monotonic() - t0
     finally:
-        up.send_signal(signal.SIGTERM)
-        up.wait(400)
-        subprocess.run(
-            [sys.executable, "-m", "musify", "broker", "stop"], env=env, check=False, timeout=60
-        )
+        up_home.stop(up, 400)
     return {
         "users": users,
         "history": history,

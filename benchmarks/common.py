@@ -81,3 +81,60 @@ def save(name: str, result: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     return path
+
+
+@dataclass(frozen=True)
+class UpHome:
+    """A fresh MUSIFY_HOME for a benchmark's `musify up`, on free ports."""
+
+    home: Path
+    env: dict[str, str]
+    dashboard_port: int
+
+    @classmethod
+    def fresh(cls, prefix: str, **extra_env: str) -> UpHome:
+        import tempfile
+
+        from musify.broker.local import free_port
+
+        home = Path(tempfile.mkdtemp(prefix=prefix)) / "home"
+        port, aport, dport = free_port(), free_port(), free_port()
+        env = {
+            **os.environ,
+            "MUSIFY_HOME": str(home),
+            "MUSIFY_BROKER_PORT": str(port),
+            "MUSIFY_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
+            "MUSIFY_AIRFLOW_PORT": str(aport),
+            "MUSIFY_DASHBOARD_PORT": str(dport),
+            **extra_env,
+        }
+        return cls(home, env, dport)
+
+    def start(self, users: int, history: str) -> tuple[subprocess.Popen[bytes], Path]:
+        """`musify up` with its output in ``up.log`` beside the home."""
+        cmd = [sys.executable, "-m", "musify", "up", "--users", str(users), "--history", history]
+        log = self.home.parent / "up.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        return proc, log
+
+    def components(self) -> dict[str, int]:
+        """Pids of the components `musify up` lists (Airflow's have none while it waits)."""
+        try:
+            doc = orjson.loads((self.home / "run" / "up.json").read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return {}
+        return {n: int(c["pid"]) for n, c in doc.get("components", {}).items() if c.get("pid")}
+
+    def stop(self, up: subprocess.Popen[bytes], timeout: float) -> None:
+        """Stop `musify up`, then the broker it left running."""
+        import signal
+
+        up.send_signal(signal.SIGTERM)
+        up.wait(timeout)
+        subprocess.run(
+            [sys.executable, "-m", "musify", "broker", "stop"],
+            env=self.env,
+            check=False,
+            timeout=60,
+        )
