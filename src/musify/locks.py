@@ -27,9 +27,12 @@ from types import TracebackType
 
 from musify.errors import MusifyError
 
-#: A failed attempt is retried for this long: ``holder`` takes a shared lock for a few
-#: microseconds to look, and must not make a start fail.
-RETRY_S = 0.3
+#: A failed attempt is retried for this long, every few ms: ``holder`` takes a shared
+#: lock for a few microseconds to look, and must not make a start fail, also on a loaded
+#: machine where a looker can be descheduled while it holds it (0.3 s with 50 ms
+#: between attempts failed there, two lookers in a loop).
+RETRY_S = 1.0
+RETRY_EVERY_S = 0.005
 #: How long ``holder`` waits for a new holder to record its pid.
 PID_WAIT_S = 1.0
 
@@ -121,7 +124,7 @@ def acquire(path: Path, what: str, hint: str = "") -> Lock:
                     path,
                     pid,
                 )
-            time.sleep(0.05)
+            time.sleep(RETRY_EVERY_S)
         # Fixed width, written in place: a reader never sees a half-truncated file.
         os.pwrite(fd, f"{os.getpid():<20}\n".encode(), 0)
         os.ftruncate(fd, 21)

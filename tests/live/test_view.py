@@ -221,6 +221,10 @@ def test_the_streams_watermark_moves_the_clock_through_quiet_minutes(
     # an older watermark, or one in another part of the stream's time, changes nothing
     for floor in (plain.clock - timedelta(minutes=1), at + timedelta(hours=3)):
         assert live.view(at=at, floor=floor).clock == plain.clock
+    # nor does it make a clock where no listen is near (the stream replays old history:
+    # the dashboard then looks at the newest event instead)
+    later = at + timedelta(days=30)
+    assert live.view(at=later, floor=later).clock is None
 
 
 def test_a_state_filter_narrows_every_tile(at: datetime, built: Path, events: Events) -> None:

@@ -192,23 +192,39 @@ class Tables:
     def __iter__(self) -> Iterator[str]:
         return iter(table_names())
 
+    def _ensure_namespace(self) -> None:
+        try:
+            self.catalog.create_namespace_if_not_exists(NAMESPACE)
+        except Exception:
+            # Another process created it between the check and the insert (the SQL
+            # catalog's unique key says so, not NamespaceAlreadyExistsError): a reader
+            # opening a table while the stream creates the lake.
+            if not self.catalog.namespace_exists(NAMESPACE):
+                raise
+
     def _open(self, name: str) -> Any:
         from pyiceberg.exceptions import NoSuchTableError
 
         ident = self.identifier(name)
         try:
-            self.catalog.create_namespace_if_not_exists(NAMESPACE)
+            self._ensure_namespace()
             try:
                 table = self.catalog.load_table(ident)
             except NoSuchTableError:
                 schema = iceberg_schema(name)
-                table = self.catalog.create_table_if_not_exists(
-                    ident,
-                    schema=schema,
-                    partition_spec=partition_spec(name, schema),
-                    location=self.location(name),
-                    properties=TABLE_PROPERTIES,
-                )
+                try:
+                    table = self.catalog.create_table_if_not_exists(
+                        ident,
+                        schema=schema,
+                        partition_spec=partition_spec(name, schema),
+                        location=self.location(name),
+                        properties=TABLE_PROPERTIES,
+                    )
+                except Exception:
+                    # created by another process at the same moment, as the namespace
+                    if not self.catalog.table_exists(ident):
+                        raise
+                    table = self.catalog.load_table(ident)
         except FileNotFoundError as exc:
             raise LakeError(
                 f"the catalog names table {ident}, but its metadata is gone "

@@ -214,7 +214,9 @@ class Live:
                 {"limit": hint + AHEAD},
             ).fetchall()[0][0]
         )
-        if floor is not None and (clock is None or floor > clock):
+        if floor is not None and clock is not None and floor > clock:
+            # Only next to committed listens: with none near the hint the stream is
+            # elsewhere in time (history far back), and the caller looks there.
             clock = floor.astimezone(UTC)
         newest["listen_events"] = clock
         base = LiveView(read_at, clock, self.allowed_lateness_s, state, snapshots=snapshots)
