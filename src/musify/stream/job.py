@@ -470,10 +470,11 @@ class _Recorder:
                 # never negative: an event up to max_future ahead is allowed
                 age = (now - writer.newest).total_seconds()
                 rep.freshness_s = round(max(0.0, age), 1)
-            self.last_record = {**rep.as_dict(), "epoch": time.time()}
-            line = status.record(self.settings, rep, {"epoch": self.last_record["epoch"]})
-            self._publish(line)
-            log.info(describe_batch(rep), extra={"batch": rep.as_dict()})
+            done = rep.as_dict()
+            epoch = time.time()
+            self.last_record = {**done, "epoch": epoch}
+            self._publish(status.record(self.settings, rep, {"epoch": epoch}))
+            log.info(describe_batch(rep), extra={"batch": done})
             for k, v in rep.rows.items():
                 self.totals[k] += v
             for k, v in rep.unknown_fields.items():
@@ -482,7 +483,7 @@ class _Recorder:
             self.batches += 1
             self.last_commit = time.monotonic()
             if self.on_batch:
-                self.on_batch(rep.as_dict())
+                self.on_batch(done)
 
     def _idle(self, prog: dict[str, Any]) -> None:
         """Spark's progress of a trigger that found no new messages (every

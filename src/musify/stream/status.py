@@ -82,14 +82,12 @@ def log_path(settings: Settings) -> Path:
 
 def record(settings: Settings, report: BatchReport, extra: dict[str, Any]) -> bytes:
     """Append the report to the stream log and make it the latest status."""
-    body = json.dumps({**report.as_dict(), **extra}, separators=(",", ":")).encode()
+    body = _encode({**report.as_dict(), **extra})
     settings.ensure_dirs()
     rotate_log(log_path(settings))
     with log_path(settings).open("ab") as f:
         f.write(body + b"\n")
-    tmp = status_path(settings).with_suffix(".tmp")
-    tmp.write_bytes(body)
-    tmp.replace(status_path(settings))
+    _write_latest(settings, body)
     return body
 
 
@@ -97,15 +95,21 @@ def advance(settings: Settings, last: dict[str, Any], watermark: datetime, at: d
     """An idle trigger found nothing new in the broker: the latest status record (not
     the journal, which keeps one line per batch) gets the later ``watermark``, and
     ``checked_at`` says when it was confirmed."""
-    body = json.dumps(
-        {**last, "watermark": watermark.isoformat(), "checked_at": at.isoformat()},
-        separators=(",", ":"),
-    ).encode()
+    body = _encode({**last, "watermark": watermark.isoformat(), "checked_at": at.isoformat()})
     settings.ensure_dirs()
+    _write_latest(settings, body)
+    return body
+
+
+def _encode(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _write_latest(settings: Settings, body: bytes) -> None:
+    """Atomically: a reader never sees half a record."""
     tmp = status_path(settings).with_suffix(".tmp")
     tmp.write_bytes(body)
     tmp.replace(status_path(settings))
-    return body
 
 
 def write_pid(settings: Settings) -> None:
