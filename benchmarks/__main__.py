@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from benchmarks import (
     bench_dashboard,
@@ -16,7 +17,7 @@ from benchmarks import (
     bench_warehouse,
 )
 
-BENCHMARKS = {
+BENCHMARKS: dict[str, Callable[[list[str] | None], object]] = {
     "generator": bench_generator.main,
     "kafka_source": bench_kafka_source.main,
     "stream": bench_stream.main,

@@ -142,7 +142,7 @@ def _metadata_parse(lake: Lake) -> dict[str, float]:
             {**snaps[i % len(snaps)], "snapshot-id": 10_000_000 + i} for i in range(count)
         ]
         copy["snapshot-log"] = []
-        body = orjson.dumps(copy)
+        body = orjson.dumps(copy).decode()
         times = []
         for _ in range(5):
             t0 = time.perf_counter()

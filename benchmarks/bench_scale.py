@@ -215,7 +215,7 @@ def _expected_hours(home: Path, newest: datetime) -> set[datetime]:
     return out
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks scale")
     ap.add_argument("--users", type=int, default=1_000_000)
     ap.add_argument("--history", default="1d")

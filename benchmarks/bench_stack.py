@@ -33,8 +33,8 @@ def _live_clock(settings: Settings) -> tuple[str | None, str]:
         view, status = read_view(settings, None)
     except Exception:  # the lake is being created
         return None, ""
-    last = status.get("last_batch") or {}
-    seen = f"{last.get('batch_id')}@{last.get('checked_at')}"
+    last = status.last
+    seen = "None@None" if last is None else f"{last.batch_id}@{last.checked_at}"
     return (None if view is None or view.clock is None else view.clock.isoformat()), seen
 
 
@@ -102,7 +102,7 @@ def run(
     }
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks stack")
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument(

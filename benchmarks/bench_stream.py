@@ -34,9 +34,10 @@ from typing import Any
 import duckdb
 import orjson
 
-from benchmarks.common import measure, median, musify_cmd, save, tree_rss
+from benchmarks.common import measure, median, musify_cmd, save
 from musify.broker.local import free_port, running_broker
 from musify.events import TOPIC_NAMES
+from musify.procs import tree_rss
 
 
 def _env(home: Path, src: str | None = None) -> dict[str, str]:
@@ -88,8 +89,9 @@ def _consume_baseline(bootstrap: str, expected: int) -> float:
     t0 = time.perf_counter()
     while n < expected and time.perf_counter() - t0 < 300:
         for m in c.consume(10_000, timeout=1.0):
-            if m.error() is None:
-                orjson.loads(m.value())
+            value = m.value()
+            if m.error() is None and value is not None:
+                orjson.loads(value)
                 n += 1
     dt = time.perf_counter() - t0
     c.close()
@@ -205,7 +207,7 @@ def _latencies(root: Path) -> tuple[int, float, float, float, float]:
         "max(produced) - min(produced) from lat"
     ).fetchone()
     assert row is not None
-    return row  # type: ignore[no-any-return]
+    return row
 
 
 def _files_per_hour(root: Path) -> dict[str, Any]:

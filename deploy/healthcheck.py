@@ -60,7 +60,7 @@ def check_stream() -> str | None:
         status = stream_status(load_settings())
     except (MusifyError, OSError, ValueError) as exc:
         return f"stream status: {exc}"
-    return None if status.get("running") else "the stream job is not running"
+    return None if status.running else "the stream job is not running"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,6 +25,7 @@ import orjson
 import pytest
 
 from musify.settings import Settings
+from musify.sim import GenerateSummary
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -77,12 +78,12 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="session")
-def run_generator(musify_cache: Path) -> Callable[..., tuple[Path, dict[str, Any]]]:
+def run_generator(musify_cache: Path) -> Callable[..., tuple[Path, GenerateSummary]]:
     """Run the generator into a fresh folder: run_generator(out_dir, **options)."""
     from musify.sim import GenerateOptions, generate_events
     from musify.sim.clock import parse_time
 
-    def _run(out: Path, **kw: Any) -> tuple[Path, dict[str, Any]]:
+    def _run(out: Path, **kw: Any) -> tuple[Path, GenerateSummary]:
         for key in ("start", "end"):
             if isinstance(kw.get(key), str):
                 kw[key] = parse_time(kw[key])

@@ -84,7 +84,7 @@ def test_generate_stream_to_gcs_batch_into_bigquery_and_a_dashboard_query(
             workers=1,
             cache_dir=musify_cache,
         )
-        produced: dict[str, int] = produce_events(opts, bootstrap)["events"]
+        produced: dict[str, int] = produce_events(opts, bootstrap).events
         assert produced["listen_events"] > 100
         musify(
             env,

@@ -70,7 +70,7 @@ def test_a_new_optional_field_reaches_lake_raw_and_staging(
         [orjson.dumps({**e, "sessionId": e["sessionId"] + moved}) for e in views],
     )
     summary = stream_once(home, bootstrap)
-    assert summary["rows"]["listen_events"] == 5 and summary["unknown_fields"] == {}
+    assert summary.rows["listen_events"] == 5 and summary.unknown_fields == {}
 
     # the lake's table evolved in place: older rows read the new column as null
     lake = Lake(home / "lake")

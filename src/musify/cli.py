@@ -11,6 +11,7 @@ damaged file; and unexpected exceptions). ``musify --debug ...`` adds the traceb
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import io
 import sys
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import orjson
 import typer
@@ -32,6 +33,9 @@ from musify.errors import MusifyError, UsageError
 from musify.logs import LEVELS
 from musify.logs import configure as configure_logging
 from musify.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from musify.sim import GenerateSummary
 
 app = typer.Typer(
     name="musify",
@@ -278,7 +282,9 @@ def generate(
     except MusifyError as exc:
         _fail(exc)
     if json_summary:
-        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
     elif not quiet:
         _print_summary(summary)
 
@@ -327,32 +333,31 @@ def _progress_bar(enabled: bool) -> Iterator[Callable[[Any], None] | None]:
             bar.stop()
 
 
-def _print_summary(summary: dict[str, object]) -> None:
+def _print_summary(summary: GenerateSummary) -> None:
     t = Table(title="musify generate", show_header=True, header_style="bold")
     t.add_column("topic")
     t.add_column("events", justify="right")
-    events = summary["events"]
-    assert isinstance(events, dict)
-    for topic, n in events.items():
+    for topic, n in summary.events.items():
         t.add_row(topic, f"{n:,}")
-    t.add_row("[bold]total[/]", f"[bold]{sum(events.values()):,}[/]")
+    t.add_row("[bold]total[/]", f"[bold]{sum(summary.events.values()):,}[/]")
     err.print(t)
+    end = "(open)" if summary.end is None else summary.end.isoformat()
     err.print(
-        f"window {summary['start']} → {summary['end'] or '(open)'}, users {summary['users']:,}, "
-        f"{summary['seconds']} s, {summary['page_views_per_second']:,} page views/s "
-        f"({summary['lines_per_second']:,} lines/s) → {summary['target']}",
+        f"window {summary.start.isoformat()} → {end}, users {summary.users:,}, "
+        f"{summary.seconds} s, {summary.page_views_per_second:,} page views/s "
+        f"({summary.lines_per_second:,} lines/s) → {summary.target}",
         highlight=False,
         soft_wrap=True,
     )
-    if summary.get("faults"):
+    if summary.faults:
         err.print(
-            f"faults injected: {summary['faults']} (manifest: {summary['fault_manifest']})",
+            f"faults injected: {summary.faults} (manifest: {summary.fault_manifest})",
             highlight=False,
         )
-    skipped = summary.get("skipped")
-    if isinstance(skipped, dict):
+    if summary.skipped is not None:
         err.print(
-            f"resumed: {sum(skipped.values()):,} events were already in Kafka and were skipped",
+            f"resumed: {sum(summary.skipped.values()):,} events were already in Kafka "
+            "and were skipped",
             highlight=False,
         )
 
@@ -451,14 +456,15 @@ def stream(
     except MusifyError as exc:
         _fail(exc)
     if json_summary:
-        sys.stdout.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
+        )
         return
-    rows = summary["rows"]
     err.print(
-        f"stream: {summary['batches']} micro-batches, "
-        + ", ".join(f"{t} {n:,}" for t, n in rows.items())
-        + f", quarantined {summary['quarantined']:,} → {summary['lake']} "
-        f"({summary['seconds']} s)",
+        f"stream: {summary.batches} micro-batches, "
+        + ", ".join(f"{t} {n:,}" for t, n in summary.rows.items())
+        + f", quarantined {summary.quarantined:,} → {summary.lake} "
+        f"({summary.seconds} s)",
         highlight=False,
         soft_wrap=True,
     )
@@ -513,60 +519,29 @@ def batch(
     """Load lake hours into the warehouse, build the dbt models, reconcile and publish."""
     from datetime import timedelta
 
-    from musify.batch import resolve_window, run_batch
+    from musify.batch import resolve_window
     from musify.orchestration import hourly
 
-    chosen = [s.strip() for s in steps.split(",") if s.strip()]
     try:
-        unknown = sorted(set(chosen) - set(hourly.STEPS))
-        if unknown:
-            raise UsageError(f"--steps: unknown step(s) {', '.join(unknown)}; use {hourly.STEPS}")
-        if no_dbt:
-            chosen = ["load"]
+        chosen = hourly.parse_steps("load" if no_dbt else steps)
         settings = _settings()
         first, last = resolve_window(_time(start, "--start"), _time(end, "--end"))
-        doc: dict[str, Any] = {"start": first.isoformat(), "end": last.isoformat()}
-        if "wait" in chosen:
-            ready = hourly.wait_for_stream(settings, last, timedelta(seconds=grace), wait_timeout)
-            doc["wait"] = ready.describe()
-        if "load" in chosen or "transform" in chosen:
-            result = run_batch(
-                settings,
-                first,
-                last,
-                lookback_hours=lookback,
-                load="load" in chosen,
-                run_dbt="transform" in chosen,
-                full_refresh=full_refresh,
-            )
-            doc.update(result.as_dict())
-        checked = None
-        if "reconcile" in chosen or "publish" in chosen:
-            checked = hourly.reconcile(settings, first, last)
-            doc["reconciled"] = {h.isoformat(): c for h, c in checked.counts.items()}
-            doc["lake_snapshots"] = {h.isoformat(): s for h, s in checked.snapshots.items()}
-        if "publish" in chosen and checked is not None:
-            hourly.publish(settings, checked)
-            doc["published"] = [h.isoformat() for h in checked.counts]
+        run = hourly.run_steps(
+            settings,
+            first,
+            last,
+            chosen,
+            lookback_hours=lookback,
+            grace=timedelta(seconds=grace),
+            wait_timeout=wait_timeout,
+            full_refresh=full_refresh,
+        )
     except MusifyError as exc:
         _fail(exc)
     if json_summary:
-        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(orjson.dumps(run.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    parts = [f"batch {first:%Y-%m-%dT%H:%M} → {last:%Y-%m-%dT%H:%M}"]
-    if "wait" in doc:
-        parts.append(doc["wait"])
-    if "rows" in doc:
-        rows = ", ".join(f"{t} {n:,}" for t, n in doc["rows"].items())
-        parts.append(f"loaded from {doc['loaded_from']}: {rows}")
-        parts.append(f"missing hours: {len(doc['missing_hours'])}")
-    if "dbt_seconds" in doc:
-        parts.append(f"load {doc['load_seconds']} s, dbt {doc['dbt_seconds']} s")
-    if "reconciled" in doc:
-        parts.append(f"{len(doc['reconciled'])} hour(s) reconcile with the lake")
-    if "published" in doc:
-        parts.append("published")
-    err.print("; ".join(parts) + f" → {settings.warehouse_path}", highlight=False, soft_wrap=True)
+    err.print(f"{run.describe()} → {settings.warehouse_path}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -672,16 +647,15 @@ def status(
     except MusifyError as exc:
         _fail(exc)
     if json_out:
-        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(orjson.dumps(doc.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n")
         return
-    t = Table(title=f"musify status ({doc['home']})", header_style="bold")
+    t = Table(title=f"musify status ({doc.home})", header_style="bold")
     t.add_column("component")
     t.add_column("state")
     t.add_column("details")
-    for row in doc["components"]:
-        state = row["state"]
-        color = {"running": "green", "healthy": "green", "stopped": "dim"}.get(state, "red")
-        t.add_row(row["name"], f"[{color}]{state}[/]", row["details"])
+    for row in doc.components:
+        color = {"running": "green", "healthy": "green", "stopped": "dim"}.get(row.state, "red")
+        t.add_row(row.name, f"[{color}]{row.state}[/]", row.details)
     out.print(t)
 
 
@@ -826,19 +800,20 @@ def lake_tables(
     except MusifyError as exc:
         _fail(exc)
     if json_out:
-        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
+        docs = [dataclasses.asdict(r) for r in rows]
+        sys.stdout.write(orjson.dumps(docs, option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     t = Table(title="musify lake tables", header_style="bold")
     for col in ("table", "rows", "data files", "snapshots", "last batch", "location"):
         t.add_column(col, justify="right" if col not in ("table", "location") else "left")
     for r in rows:
         t.add_row(
-            r["table"],
-            f"{r['rows']:,}",
-            f"{r['data_files']:,}",
-            f"{r['snapshots']:,}",
-            str(r["last_batch"]),
-            r["location"],
+            r.table,
+            f"{r.rows:,}",
+            f"{r.data_files:,}",
+            f"{r.snapshots:,}",
+            str(r.last_batch),
+            r.location,
         )
     out.print(t)
 

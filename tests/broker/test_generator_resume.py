@@ -155,9 +155,9 @@ def test_resume_after_a_complete_run_produces_nothing(broker: str, musify_cache:
     )
     first = produce_events(opts, broker, partitions=PARTITIONS)
     again = produce_events(opts, broker, partitions=PARTITIONS, resume=True)
-    assert again["events"] == first["events"]
-    assert again["skipped"] == first["events"]
-    assert set(again["produced"].values()) == {0}
+    assert again.events == first.events
+    assert again.skipped == first.events
+    assert again.produced is not None and set(again.produced.values()) == {0}
     clean = MemorySink()
     run(plan_run(opts), clean)
     expected = _expected(clean)

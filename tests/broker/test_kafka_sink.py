@@ -203,8 +203,8 @@ def test_generate_into_the_broker(broker: str, example_config: Path, musify_cach
         config=example_config, n_users=50, days=1, seed=1, workers=1, cache_dir=musify_cache
     )
     summary = produce_events(opts, broker)
-    assert summary["target"] == f"kafka {broker}"
-    counts = summary["events"]
+    assert summary.target == f"kafka {broker}"
+    counts = summary.events
     assert set(counts) == set(TOPIC_NAMES) and counts["page_view_events"] > 0
     for topic in TOPIC_NAMES:
         records = consume(broker, topic, counts[topic])

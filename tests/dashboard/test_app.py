@@ -153,7 +153,7 @@ def test_freshness_line_names_the_published_hour_and_the_stream(tmp_path: Path) 
     import time as time_
 
     from musify.dashboard.queries import Published
-    from musify.stream.status import BatchReport, record
+    from musify.stream.status import StatusRecord, record
 
     settings = Settings(home=tmp_path)
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -161,8 +161,7 @@ def test_freshness_line_names_the_published_hour_and_the_stream(tmp_path: Path) 
     line = app_module._freshness_line(published, settings)
     assert "last published hour: 2024-03-19 11:00 UTC, published 5 min ago" in line
     assert "stream not running, no micro-batch yet" in line
-    report = BatchReport(batch_id=3, lag=12, freshness_s=95.0)
-    record(settings, report, {"epoch": time_.time() - 30})
+    record(settings, StatusRecord(batch_id=3, lag=12, freshness_s=95.0, epoch=time_.time() - 30))
     line = app_module._freshness_line(Published(datetime(2024, 3, 19, 11), None, "marts"), settings)
     assert "newest hour in the marts: 2024-03-19 11:00 UTC (no publish records yet)" in line
     assert "lag 12 messages" in line and "newest event 95 s old" in line

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -145,3 +146,27 @@ def test_a_checkpoint_that_is_not_the_lakes_is_refused(lake: Lake) -> None:
     with pytest.raises(LakeError, match="is new but the lake's table listen_events holds batch 1"):
         Committer(lake.tables, CKPT).claim(-1)
     Committer(lake.tables, CKPT).claim(0)  # the job died between our commit and Spark's
+
+
+def test_lake_tables_names_each_tables_rows_files_and_last_batch(
+    lake: Lake, tmp_path: Path
+) -> None:
+    import orjson
+    from typer.testing import CliRunner
+
+    from musify.cli import app
+    from musify.lake.tables import describe_tables
+
+    c = Committer(lake.tables, CKPT)
+    c.claim(-1)
+    c.commit(0, {"listen_events": files(lake, "listen_events", 0, 3)})
+    c.commit(1, {"listen_events": files(lake, "listen_events", 1, 2, first=3)})
+    info = {t.table: t for t in describe_tables(lake)}
+    assert set(info) == {f"musify.{n}" for n in table_names()}
+    listens = info["musify.listen_events"]
+    assert (listens.rows, listens.data_files, listens.last_batch) == (5, 2, 1)
+    assert listens.snapshot is not None and listens.location.endswith("listen_events")
+    env = {"MUSIFY_LAKE": lake.url, "MUSIFY_HOME": str(tmp_path / "home")}
+    res = CliRunner().invoke(app, ["lake", "tables", "--json"], env=env)
+    assert res.exit_code == 0, res.output
+    assert {d["table"]: d["rows"] for d in orjson.loads(res.stdout)}["musify.listen_events"] == 5

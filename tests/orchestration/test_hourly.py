@@ -11,17 +11,17 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from musify.batch import run_batch
 from musify.cli import app
+from musify.errors import UsageError
 from musify.lake import Lake
 from musify.orchestration import hourly
 from tests.orchestration.conftest import HOURS, set_watermark
 from tests.warehouse.test_load import START
 
-pytestmark = [pytest.mark.slow]
 END = START + timedelta(hours=HOURS)
 
 
+@pytest.mark.slow
 def test_wait_is_ready_only_past_the_hour_and_grace(lake_home: Any) -> None:
     settings, _ = lake_home
     grace = timedelta(minutes=1)
@@ -40,6 +40,7 @@ def test_wait_is_ready_only_past_the_hour_and_grace(lake_home: Any) -> None:
     assert "no watermark" in hourly.stream_readiness(settings, END, grace).describe()
 
 
+@pytest.mark.slow
 def test_cli_wait_exits_75_until_the_stream_passed(lake_home: Any, monkeypatch: Any) -> None:
     settings, _ = lake_home
     monkeypatch.setenv("MUSIFY_HOME", str(settings.home))
@@ -51,12 +52,17 @@ def test_cli_wait_exits_75_until_the_stream_passed(lake_home: Any, monkeypatch: 
     assert late.exit_code == 75 and "has not passed" in late.output
 
 
+@pytest.mark.slow
 def test_reconcile_publish_and_a_mismatch_is_refused(lake_home: Any) -> None:
     settings, evs = lake_home
-    run_batch(settings, START, END, lookback_hours=0)
-    checked = hourly.reconcile(settings, START, END)
+    run = hourly.run_steps(settings, START, END, hourly.STEPS[1:], lookback_hours=0)
+    assert run.wait is None and run.batch is not None and run.published
+    checked = run.reconciled
+    assert checked is not None and len(checked.counts) == HOURS
     assert sum(c["listen_events"] for c in checked.counts.values()) == len(evs["listen_events"])
-    hourly.publish(settings, checked)
+    doc = run.as_dict()
+    assert doc["rows"] == run.batch.as_dict()["rows"] and len(doc["published"]) == HOURS
+    assert "published" in run.describe() and f"{HOURS} hour(s) reconcile" in run.describe()
     hourly.publish(settings, checked)  # idempotent
     assert hourly.last_published(settings) == END - timedelta(hours=1)
     con = duckdb.connect(str(settings.warehouse_path))
@@ -74,6 +80,15 @@ def test_reconcile_publish_and_a_mismatch_is_refused(lake_home: Any) -> None:
     con.close()
     with pytest.raises(hourly.ReconcileError, match="fact_streams"):
         hourly.reconcile(settings, START, END)
+
+
+def test_steps_are_parsed_in_publication_order_and_a_typo_names_the_option() -> None:
+    assert hourly.parse_steps("publish, load,load") == ("load", "publish")
+    assert hourly.parse_steps("") == ()
+    with pytest.raises(UsageError, match=r"^--steps: unknown step.*loda"):
+        hourly.parse_steps("wait,loda")
+    res = CliRunner().invoke(app, ["batch", "--steps", "reconcil"])
+    assert res.exit_code == 2 and "--steps: unknown step(s) reconcil" in res.output
 
 
 @pytest.mark.parametrize(

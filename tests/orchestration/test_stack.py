@@ -8,7 +8,9 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
 from musify import procs
@@ -76,8 +78,7 @@ def test_airflow_waits_for_the_streams_first_batch_but_not_forever(tmp_path: Pat
     from musify.stream import status
 
     settings = Settings(home=tmp_path)
-    old = status.BatchReport(batch_id=0, at=(NOW - timedelta(days=1)).isoformat())
-    status.record(settings, old, {})
+    status.record(settings, status.StatusRecord(batch_id=0, at=NOW - timedelta(days=1)))
     clock = [NOW]
     stack = Stack(settings, UpOptions(), say=lambda _: None, now=lambda: clock[0])
     stream = Component("stream", ["sleep", "60"], {}, tmp_path / "stream.log")
@@ -85,8 +86,8 @@ def test_airflow_waits_for_the_streams_first_batch_but_not_forever(tmp_path: Pat
     assert stream.proc is not None
     stack.components = [stream]
     try:
-        new = status.BatchReport(batch_id=1, at=(NOW + timedelta(seconds=1)).isoformat())
-        timer = threading.Timer(1.0, status.record, (settings, new, {}))
+        new = status.StatusRecord(batch_id=1, at=NOW + timedelta(seconds=1))
+        timer = threading.Timer(1.0, status.record, (settings, new))
         timer.start()
         t0 = time.monotonic()
         stack._await_first_batch(timeout=30)
@@ -199,20 +200,34 @@ def test_down_and_status_without_a_stack(tmp_path: Path) -> None:
     assert not down(settings, say=said.append)
     assert "no musify up" in said[0]
     doc = collect(settings)
-    names = [r["name"] for r in doc["components"]]
+    names = [r.name for r in doc.components]
     assert names[:3] == ["broker", "generator", "stream"]
-    assert doc["last_published_hour"] is None
+    assert doc.last_published_hour is None
 
 
-def test_status_cli_json(tmp_path: Path) -> None:
-    res = subprocess.run(
-        [sys.executable, "-m", "musify", "status", "--json"],
-        env={"MUSIFY_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
+def test_status_cli_json_carries_the_streams_latest_record(tmp_path: Path) -> None:
+    from musify.stream import status
+
+    def status_json() -> dict[str, Any]:
+        res = subprocess.run(
+            [sys.executable, "-m", "musify", "status", "--json"],
+            env={"MUSIFY_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        doc: dict[str, Any] = orjson.loads(res.stdout)
+        return doc
+
+    assert status_json()["stream"]["last_batch"] is None
+    rec = status.StatusRecord(
+        batch_id=5, at=NOW, epoch=NOW.timestamp(), lag=3, watermark=NOW, event_marks={0: (NOW, NOW)}
     )
-    assert '"components"' in res.stdout
+    status.record(Settings(home=tmp_path), rec)
+    doc = status_json()
+    assert doc["stream"]["last_batch"] == orjson.loads(rec.to_json())
+    stream = next(c for c in doc["components"] if c["name"] == "stream")
+    assert "batch 5" in stream["details"] and "lag 3" in stream["details"]
 
 
 # -- one musify up per MUSIFY_HOME; down and status on damaged files ----------------------
@@ -261,12 +276,12 @@ def test_status_shows_a_broken_warehouse_and_airflow_database(tmp_path: Path) ->
     db = airflow_db_path(settings)
     db.parent.mkdir(parents=True)
     db.write_bytes(b"SQLite format 3\x00" + b"\xff" * 5000)
-    rows = {r["name"]: r for r in collect(settings)["components"]}
-    assert rows["warehouse"]["state"] == "broken"
-    assert str(settings.warehouse_path) in rows["warehouse"]["details"]
-    assert "--full-refresh" in rows["warehouse"]["details"]
-    assert rows["airflow"]["state"] == "broken"
-    assert str(db) in rows["airflow"]["details"]
+    rows = {r.name: r for r in collect(settings).components}
+    assert rows["warehouse"].state == "broken"
+    assert str(settings.warehouse_path) in rows["warehouse"].details
+    assert "--full-refresh" in rows["warehouse"].details
+    assert rows["airflow"].state == "broken"
+    assert str(db) in rows["airflow"].details
 
 
 def test_status_does_not_call_a_locked_warehouse_broken(tmp_path: Path) -> None:
@@ -287,11 +302,11 @@ def test_status_does_not_call_a_locked_warehouse_broken(tmp_path: Path) -> None:
         try:
             assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
             t0 = time.monotonic()
-            rows = {r["name"]: r for r in collect(settings)["components"]}
+            rows = {r.name: r for r in collect(settings).components}
             assert time.monotonic() - t0 < 10
         finally:
             proc.kill()
-    assert rows["warehouse"]["state"] != "broken"
+    assert rows["warehouse"].state != "broken"
 
 
 def test_up_refuses_a_corrupt_airflow_database_before_migrating_it(
@@ -308,3 +323,36 @@ def test_up_refuses_a_corrupt_airflow_database_before_migrating_it(
     with pytest.raises(StackError, match=rf"{db} is corrupt") as exc:
         Stack(settings, UpOptions(), say=lambda m: None)._prepare_airflow(plan)
     assert "\n" not in str(exc.value) and not migrated
+
+
+def test_airflow_health_is_each_components_status_or_none(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    from musify.orchestration.stack import airflow_health
+
+    body = {
+        "metadatabase": {"status": "healthy"},
+        "scheduler": {"status": "unhealthy", "latest_scheduler_heartbeat": None},
+        "triggerer": {"status": None},  # not run by musify up
+    }
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            ok = self.path == "/api/v2/monitor/health"
+            self.send_response(200 if ok else 404)
+            self.end_headers()
+            self.wfile.write(orjson.dumps(body) if ok else b"")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = Settings(home=tmp_path, airflow_port=server.server_address[1])
+        assert airflow_health(settings) == {"metadatabase": "healthy", "scheduler": "unhealthy"}
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert airflow_health(settings, timeout=0.5) is None  # nothing answers

@@ -37,7 +37,7 @@ def test_faults_are_injected_and_recorded(
     manifest = [orjson.loads(x) for x in (out / "faults.jsonl").read_bytes().splitlines()]
     kinds = Counter(m["kind"] for m in manifest)
     assert set(kinds) == {"duplicate", "late", "reorder", "malformed"}
-    assert dict(kinds) == summary["faults"]
+    assert dict(kinds) == summary.faults
     for topic in TOPICS:
         lines = (out / f"{topic}.jsonl").read_bytes().splitlines()
         good: Counter[bytes] = Counter()
@@ -63,4 +63,4 @@ def test_faults_are_injected_and_recorded(
         # nothing lost: the distinct good events are exactly the clean run's events
         clean_lines = (clean / f"{topic}.jsonl").read_bytes().splitlines()
         assert sorted(good) == sorted(clean_lines)
-        assert len(good) == clean_summary["events"][topic]
+        assert len(good) == clean_summary.events[topic]

@@ -14,19 +14,19 @@ import orjson
 import pytest
 
 from musify.events import STATUS_CHANGE_PAGES, TOPICS, check_event
-from musify.sim import GenerateOptions, MemorySink, plan_run, run
+from musify.sim import GenerateOptions, GenerateSummary, MemorySink, plan_run, run
 from musify.sim.clock import parse_time, to_epoch
 from musify.sim.config import BUILTIN_CONFIG, load_config
 from tests.conftest import read_jsonl
 
-Runner = Callable[..., tuple[Path, dict[str, Any]]]
+Runner = Callable[..., tuple[Path, GenerateSummary]]
 START = "2024-03-18T00:00:00"  # a Monday
 
 
 @pytest.fixture(scope="module")
 def builtin_run(
     tmp_path_factory: pytest.TempPathFactory, run_generator: Runner
-) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Any]]:
+) -> tuple[dict[str, list[dict[str, Any]]], GenerateSummary]:
     out, summary = run_generator(
         tmp_path_factory.mktemp("builtin"),
         config=BUILTIN_CONFIG,
@@ -44,9 +44,9 @@ def builtin_run(
 
 def test_summary_counts_match_files(builtin_run: Any) -> None:
     events, summary = builtin_run
-    assert {t: len(v) for t, v in events.items()} == summary["events"]
-    assert summary["events"]["page_view_events"] > 5000
-    assert summary["users"] > 700  # growth added users
+    assert {t: len(v) for t, v in events.items()} == summary.events
+    assert summary.events["page_view_events"] > 5000
+    assert summary.users > 700  # growth added users
 
 
 def test_every_event_meets_the_schema(builtin_run: Any) -> None:
@@ -136,7 +136,7 @@ def test_window_is_exact_and_ordered(builtin_run: Any) -> None:
         ts = [e["ts"] for e in evs]
         assert ts == sorted(ts)
         assert all(lo <= t < hi for t in ts)
-    assert summary["start"].startswith("2024-03-18T00:00:00")
+    assert summary.start == datetime(2024, 3, 18, tzinfo=UTC)
 
 
 def test_user_ids_registration_and_tag(builtin_run: Any) -> None:
@@ -147,7 +147,7 @@ def test_user_ids_registration_and_tag(builtin_run: Any) -> None:
             ids.add(e["userId"])
             assert e["registration"] <= e["ts"], "no events before registration (§9.6)"
             assert e["tag"] == "ctl"
-    assert min(ids) >= 1000 and max(ids) < 1000 + summary["users"]
+    assert min(ids) >= 1000 and max(ids) < 1000 + summary.users
     assert max(ids) >= 1700, "growth users are identified after registering"
 
 

@@ -33,6 +33,8 @@ from musify.settings import Settings
 from musify.sim import GenerateOptions
 from musify.sim.config import BUILTIN_CONFIG
 from musify.sim.faults import FaultRates
+from musify.stream.job import StreamSummary
+from musify.stream.status import StatusRecord
 from tests.lake.conftest import table_rows, unreferenced_data_files
 
 pytestmark = [pytest.mark.spark, pytest.mark.broker, pytest.mark.slow]
@@ -63,7 +65,7 @@ def produce(
         faults=faults,
         fault_manifest=manifest,
     )
-    counts: dict[str, int] = produce_events(opts, bootstrap)["events"]
+    counts: dict[str, int] = produce_events(opts, bootstrap).events
     return counts
 
 
@@ -88,7 +90,7 @@ def quarantine_count(lake_root: Path) -> int:
     return int(table_rows(lake_root, QUARANTINE, ("kafka_offset",)).num_rows)
 
 
-def stream_once(home: Path, bootstrap: str, **kw: Any) -> dict[str, Any]:
+def stream_once(home: Path, bootstrap: str, **kw: Any) -> StreamSummary:
     from musify.stream import StreamOptions, run_stream
 
     settings = Settings(home=home)
@@ -103,8 +105,8 @@ def test_lands_exactly_the_generated_events(
     home = tmp_path / "home"
     produced = produce(bootstrap, musify_cache)
     summary = stream_once(home, bootstrap)
-    assert summary["rows"] == produced
-    assert 0 < summary["ingest_seconds"] <= summary["seconds"]
+    assert summary.rows == produced
+    assert summary.ingest_seconds is not None and 0 < summary.ingest_seconds <= summary.seconds
     assert lake_counts(home / "lake") == produced
     # partitioned by event time: every planned file of an hour holds that hour's events
     hours = [START + timedelta(hours=h) for h in range(24)]
@@ -117,7 +119,7 @@ def test_lands_exactly_the_generated_events(
     # restart from the checkpoint: only new events are read
     more = produce(bootstrap, musify_cache, day=1, seed=2, first_user_id=10_000)
     again = stream_once(home, bootstrap)
-    assert again["rows"] == more
+    assert again.rows == more
     assert lake_counts(home / "lake") == {t: produced[t] + more[t] for t in TOPIC_NAMES}
     st = orjson.loads((home / "run" / "stream-status.json").read_bytes())
     assert st["lag"] == 0 and sum(st["rows"].values()) > 0
@@ -269,7 +271,7 @@ def test_broker_data_loss_stops_with_a_clear_message(
         assert "--reset-on-data-loss" in msg
         assert lake_counts(home / "lake") == first, "nothing skipped or written"
         summary = stream_once(home, bootstrap, reset_on_data_loss=True)
-        assert sum(summary["rows"].values()) > 0
+        assert sum(summary.rows.values()) > 0
 
 
 def lake_coordinates(lake_root: Path, topic: str) -> set[tuple[int, int]]:
@@ -293,7 +295,7 @@ def test_watermark_covers_every_acknowledged_message(
 
     from musify.broker.kafka import ensure_topics
     from musify.stream import StreamOptions, run_stream
-    from musify.stream.status import parse_watermark, watermark
+    from musify.stream.status import watermark
     from tests.stream.test_parse import listen
 
     bootstrap, _, _ = broker
@@ -328,8 +330,8 @@ def test_watermark_covers_every_acknowledged_message(
     marks: list[datetime] = []
     deadline = time.monotonic() + 150
 
-    def check(report: dict[str, Any]) -> None:
-        mark = parse_watermark(report["watermark"])
+    def check(report: StatusRecord) -> None:
+        mark = report.watermark
         if mark is not None:
             assert watermark(Settings(home=home)) == mark  # the stdlib reader agrees
             with lock:
@@ -337,7 +339,7 @@ def test_watermark_covers_every_acknowledged_message(
             missing = due - lake_coordinates(home / "lake", "listen_events")
             checks.append((len(due), len(missing)))
             marks.append(mark)
-            assert mark <= datetime.fromisoformat(report["at"])
+            assert report.at is not None and mark <= report.at
         if len(checks) >= 4 or time.monotonic() > deadline:
             stop.set()
 
@@ -416,7 +418,7 @@ def test_warmup_period_then_the_long_one_loses_and_repeats_nothing(
 
     phases: list[bool] = []  # per batch: committed after the warm-up ended
 
-    def on_batch(report: dict[str, Any]) -> None:
+    def on_batch(report: StatusRecord) -> None:
         phases.append(any("warm-up over" in r.getMessage() for r in caplog.records))
         if phases.count(True) >= 2:
             stop.set()
@@ -442,7 +444,7 @@ def test_warmup_period_then_the_long_one_loses_and_repeats_nothing(
     assert phases.count(False) >= 2 and phases.count(True) >= 2, phases
     assert phases == sorted(phases), "the switch happens once"
     rest = stream_once(home, bootstrap)
-    assert first["rows"]["listen_events"] + rest["rows"]["listen_events"] == len(acked)
+    assert first.rows["listen_events"] + rest.rows["listen_events"] == len(acked)
     got = table_rows(home / "lake", "listen_events", ("kafka_partition", "kafka_offset"))
     coords = list(
         zip(
@@ -475,15 +477,15 @@ def test_an_idle_trigger_moves_the_watermark_on_without_a_batch(
         producer.produce("listen_events", orjson.dumps(listen(itemInSession=i)), str(i).encode())
     producer.flush(30)
     stop = threading.Event()
-    advanced: list[dict[str, Any]] = []
+    advanced: list[StatusRecord] = []
 
     def watch() -> None:
         deadline = time.monotonic() + 90
         while not stop.is_set() and time.monotonic() < deadline:
             last = last_record(settings)
-            if last is not None and last.get("checked_at"):
+            if last is not None and last.checked_at is not None:
                 advanced.append(last)
-                if len(advanced) > 1 and advanced[-1]["watermark"] != advanced[0]["watermark"]:
+                if len(advanced) > 1 and advanced[-1].watermark != advanced[0].watermark:
                     break
             time.sleep(0.2)
         stop.set()
@@ -496,12 +498,12 @@ def test_an_idle_trigger_moves_the_watermark_on_without_a_batch(
         stop_event=stop,
     )
     watcher.join(10)
-    assert summary["rows"]["listen_events"] == 20 and summary["batches"] == 1
+    assert summary.rows["listen_events"] == 20 and summary.batches == 1
     journal = [orjson.loads(x) for x in log_path(settings).read_bytes().splitlines()]
     assert len(journal) == 1, "idle triggers add no line to the journal"
     assert len(advanced) > 1, "the watermark did not move on while the stream was idle"
     batch_mark = parse_watermark(journal[0]["watermark"])
-    marks = [parse_watermark(a["watermark"]) for a in advanced]
+    marks = [a.watermark for a in advanced]
     assert batch_mark is not None and all(m is not None and m > batch_mark for m in marks)
     assert marks == sorted(marks) and marks[-1] != marks[0]  # type: ignore[type-var]
-    assert advanced[-1]["batch_id"] == 0 and advanced[-1]["rows"] == journal[0]["rows"]
+    assert advanced[-1].batch_id == 0 and advanced[-1].rows == journal[0]["rows"]

@@ -44,16 +44,17 @@ def test_caught_up_only_when_the_batch_read_up_to_every_end() -> None:
 def test_records_and_the_stdlib_watermark_reader(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path)
     assert status.watermark(settings) is None  # no stream status at all
-    assert status.stream_status(settings)["last_batch"] is None
-    first = status.BatchReport(batch_id=0, rows={"listen_events": 3}, watermark=AT)
-    status.record(settings, first, {"epoch": 1.0})
+    assert status.stream_status(settings).last is None
+    first = status.StatusRecord(batch_id=0, rows={"listen_events": 3}, watermark=FETCHED)
+    status.record(settings, first)
     assert status.watermark(settings) == FETCHED
-    status.record(settings, status.BatchReport(batch_id=1), {"epoch": 2.0})
+    status.record(settings, status.StatusRecord(batch_id=1, epoch=2.0))
     assert status.watermark(settings) is None  # a restarted job, not caught up yet
-    last = status.stream_status(settings)["last_batch"]
-    assert last["batch_id"] == 1 and last["watermark"] is None
+    last = status.stream_status(settings).last
+    assert last is not None and last.batch_id == 1 and last.watermark is None
     lines = status.log_path(settings).read_bytes().splitlines()
     assert [json.loads(x)["watermark"] for x in lines] == [AT, None]
+    assert all(json.loads(x)["version"] == status.STATUS_VERSION for x in lines)
     assert status.parse_watermark("2024-03-18T10:00:00") == datetime(2024, 3, 18, 10, tzinfo=UTC)
 
 
@@ -91,7 +92,8 @@ def test_a_remote_lakes_status_copy_is_what_other_machines_read(tmp_path: Path) 
     record = {"batch_id": 4, "watermark": AT, "epoch": 1.0}
     open_storage(lake).write_atomic(status.LAKE_STATUS_KEY, json.dumps(record).encode())
     assert status.watermark(here) == FETCHED
-    assert status.stream_status(here)["last_batch"]["batch_id"] == 4
+    last = status.stream_status(here).last
+    assert last is not None and last.batch_id == 4
 
 
 def test_the_event_time_watermark_is_the_slowest_active_partition() -> None:
@@ -114,11 +116,40 @@ def test_the_event_time_watermark_is_the_slowest_active_partition() -> None:
 
 def test_event_marks_survive_a_restart_through_the_status_record(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path)
-    assert status.event_marks_from(status.last_record(settings)) == {}
+    assert status.last_record(settings) is None
     marks = {"0": ["2024-03-18T10:00:00+00:00", AT], "1": ["garbage", AT]}
-    report = status.BatchReport(batch_id=4, event_marks=marks, event_watermark=AT)
-    status.record(settings, report, {"epoch": 1.0})
-    assert status.event_marks_from(status.last_record(settings)) == {
-        0: (datetime(2024, 3, 18, 10, tzinfo=UTC), FETCHED)
-    }
+    doc = {"batch_id": 4, "event_marks": marks, "event_watermark": AT, "epoch": 1.0}
+    status.status_path(settings).parent.mkdir(parents=True)
+    status.status_path(settings).write_text(json.dumps(doc))
+    last = status.last_record(settings)
+    assert last is not None  # an unversioned record of an earlier job reads too
+    assert last.event_marks == {0: (datetime(2024, 3, 18, 10, tzinfo=UTC), FETCHED)}
     assert status.event_watermark(settings) == FETCHED
+    status.record(settings, last)  # and writes back the same
+    assert status.last_record(settings) == last
+
+
+def test_a_record_round_trips_and_a_foreign_or_newer_one_reads_as_none(tmp_path: Path) -> None:
+    at = datetime(2024, 3, 18, 10, 0, 5, tzinfo=UTC)
+    rec = status.StatusRecord(
+        batch_id=7,
+        at=at,
+        epoch=at.timestamp(),
+        rows={"listen_events": 5, "auth_events": 1},
+        quarantined=2,
+        lag=0,
+        newest_event=FETCHED,
+        freshness_s=3.75,
+        watermark=FETCHED,
+        event_marks={2: (FETCHED, at)},
+        unknown_fields={"listen_events.mood": 1},
+    )
+    assert status.StatusRecord.from_json(rec.to_json()) == rec
+    assert rec.total_rows == 6 and rec.newest_committed == FETCHED
+    # a batch without events: its time minus the freshness it reports
+    empty = status.StatusRecord(batch_id=8, at=at, freshness_s=3.75)
+    assert empty.newest_committed == FETCHED
+    assert status.StatusRecord(batch_id=9).newest_committed is None
+    newer = json.dumps({**rec.to_json_dict(), "version": status.STATUS_VERSION + 1})
+    for bad in (b"{", b"[]", b'{"rows": {}}', b'{"batch_id": 1, "at": "noon"}', newer):
+        assert status.StatusRecord.from_json(bad) is None, bad

@@ -9,11 +9,18 @@ never imports the broker.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from musify.broker.kafka import KafkaSink
 from musify.errors import UsageError
-from musify.sim import GenerateOptions, Plan, ProgressCallback, plan_run, run, summary_of
+from musify.sim import (
+    GenerateOptions,
+    GenerateSummary,
+    Plan,
+    ProgressCallback,
+    plan_run,
+    run,
+    summary_of,
+)
 from musify.sim.clock import from_epoch
 from musify.sim.runner import check_resumable
 
@@ -26,7 +33,7 @@ def produce_events(
     replication: int = 1,
     on_progress: ProgressCallback | None = None,
     resume: bool = False,
-) -> dict[str, Any]:
+) -> GenerateSummary:
     """Plan and run a generator job into the Kafka at ``bootstrap_servers``; returns the
     summary.
 
@@ -52,8 +59,11 @@ def produce_events(
     )
     summary = summary_of(opts, plan, sink, progress)
     if resume:
-        summary["skipped"] = dict(sink.skipped)
-        summary["produced"] = {t: n - sink.skipped.get(t, 0) for t, n in progress.counts.items()}
+        summary = replace(
+            summary,
+            skipped=dict(sink.skipped),
+            produced={t: n - sink.skipped.get(t, 0) for t, n in progress.counts.items()},
+        )
         unmatched = sink.resume_unmatched()
         if unmatched and progress.sim_time >= plan.end:
             raise UsageError(

@@ -28,7 +28,7 @@ from musify.dashboard.queries import MARTS, Bounds, Filters, Published
 from musify.dashboard.tiles import Refresher, Tiles
 from musify.errors import MusifyError
 from musify.settings import Settings, load_settings
-from musify.stream.status import stream_status
+from musify.stream.status import StreamStatus, stream_status
 
 ALL_STATES = ""
 #: Plotly charts on a page with data (the browser helpers wait for all of them).
@@ -112,18 +112,18 @@ def _freshness_line(published: Published | None, settings: Settings) -> str:
     return " · ".join(parts)
 
 
-def _stream_line(status: dict[str, Any]) -> str:
-    last = status.get("last_batch")
-    state = "running" if status.get("running") else "not running"
-    if not last:
+def _stream_line(status: StreamStatus) -> str:
+    last = status.last
+    state = "running" if status.running else "not running"
+    if last is None:
         return f"stream {state}, no micro-batch yet"
     bits = [f"stream {state}"]
-    if last.get("lag") is not None:
-        bits.append(f"lag {int(last['lag']):,} messages")
-    if last.get("freshness_s") is not None:
-        bits.append(f"newest event {_ago(float(last['freshness_s']))} old")
-    if status.get("age_s") is not None:
-        bits.append(f"last micro-batch {_ago(float(status['age_s']))} ago")
+    if last.lag is not None:
+        bits.append(f"lag {last.lag:,} messages")
+    if last.freshness_s is not None:
+        bits.append(f"newest event {_ago(last.freshness_s)} old")
+    if status.age_s is not None:
+        bits.append(f"last micro-batch {_ago(status.age_s)} ago")
     return ", ".join(bits)
 
 

@@ -10,7 +10,6 @@ state filter. The pipeline's lag comes from the stream's status record.
 from __future__ import annotations
 
 import html
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from musify.dashboard import charts
 from musify.lake.layout import CATALOG_FILE, QUARANTINE, Lake
 from musify.live.view import Live, LiveView
 from musify.settings import Settings
-from musify.stream.status import parse_watermark, stream_status
+from musify.stream.status import StreamStatus, stream_status
 
 #: Plotly charts the live section draws once the stream has committed listens.
 LIVE_CHARTS = 3
@@ -51,24 +50,7 @@ def age_label(seconds: float | None) -> str:
     return f"data {seconds / 86400:.1f} days old"
 
 
-def _newest_event(status: dict[str, Any]) -> datetime | None:
-    """The newest event the stream has committed, by its status record (a batch without
-    events names none: then its time minus the freshness it reports)."""
-    last = status.get("last_batch") or {}
-    try:
-        if last.get("newest_event"):
-            moment = datetime.fromisoformat(str(last["newest_event"]))
-        elif last.get("at") and last.get("freshness_s") is not None:
-            at = datetime.fromisoformat(str(last["at"]))
-            moment = at - timedelta(seconds=float(last["freshness_s"]))
-        else:
-            return None
-    except (TypeError, ValueError):
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def read_view(settings: Settings, state: str | None) -> tuple[LiveView | None, dict[str, Any]]:
+def read_view(settings: Settings, state: str | None) -> tuple[LiveView | None, StreamStatus]:
     """The live numbers now, or (while the stream works through older history) at the
     newest event the stream has committed; None without a lake."""
     status = stream_status(settings)
@@ -76,16 +58,10 @@ def read_view(settings: Settings, state: str | None) -> tuple[LiveView | None, d
         return None, status
     lake = Lake.from_settings(settings)
     live = _live(f"{lake.root}|{lake.catalog}", lake, settings.live_allowed_lateness_seconds)
-    last = status.get("last_batch") or {}
-    try:
-        floor = parse_watermark(last.get("watermark"))
-    except (TypeError, ValueError):
-        floor = None
-    view = live.view(state=state, floor=floor)
-    if view.clock is None:
-        newest = _newest_event(status)
-        if newest is not None:
-            view = live.view(state=state, at=newest)
+    last = status.last
+    view = live.view(state=state, floor=None if last is None else last.watermark)
+    if view.clock is None and last is not None and last.newest_committed is not None:
+        view = live.view(state=state, at=last.newest_committed)
     return view, status
 
 
@@ -96,20 +72,19 @@ def _age(col: Any, seconds: float | None) -> None:
     )
 
 
-def _lag_text(view: LiveView, status: dict[str, Any]) -> tuple[str, str]:
+def _lag_text(view: LiveView, status: StreamStatus) -> tuple[str, str]:
     """The pipeline's lag: newest committed event to now, and the stream's own figures."""
-    last = status.get("last_batch") or {}
-    bits = ["stream running" if status.get("running") else "stream not running"]
-    if last.get("lag") is not None:
-        bits.append(f"{int(last['lag']):,} messages behind")
-    if status.get("age_s") is not None:
-        bits.append(f"last micro-batch {float(status['age_s']):.0f} s ago")
+    bits = ["stream running" if status.running else "stream not running"]
+    if status.last is not None and status.last.lag is not None:
+        bits.append(f"{status.last.lag:,} messages behind")
+    if status.age_s is not None:
+        bits.append(f"last micro-batch {status.age_s:.0f} s ago")
     age = view.age_s("listen_events")
     value = "—" if age is None else age_label(age).removeprefix("data ").removesuffix(" old")
     return value, " · ".join(bits)
 
 
-def render(view: LiveView | None, status: dict[str, Any], refresh_s: float) -> None:
+def render(view: LiveView | None, status: StreamStatus, refresh_s: float) -> None:
     st.subheader("Live")
     if view is None or view.clock is None:
         # Not an st.info: an alert box means "the page has settled" to the browser helpers.

@@ -31,11 +31,14 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from musify.errors import MusifyError, UsageError
 from musify.lake.schema import arrow_schema, iceberg_schema, partition_spec, table_names
+
+if TYPE_CHECKING:
+    from musify.lake.layout import Lake
 
 NAMESPACE = "musify"
 #: Properties every table gets (see the module docstring).
@@ -259,7 +262,20 @@ def check_arrow_matches(name: str, table: Any) -> None:
         raise LakeError(f"table {NAMESPACE}.{name} lacks columns {', '.join(lost)}")
 
 
-def describe_tables(lake: Any) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class TableInfo:
+    """One lake table as ``musify lake tables`` shows it."""
+
+    table: str  # namespace.name
+    location: str
+    snapshot: int | None  # the current snapshot's id (None: never committed)
+    rows: int
+    data_files: int
+    snapshots: int
+    last_batch: int  # the stream's newest micro-batch in it (-1: none)
+
+
+def describe_tables(lake: Lake) -> list[TableInfo]:
     """One row per table: location, current snapshot, rows, data files, last batch."""
     out = []
     for name in lake.tables:
@@ -267,14 +283,14 @@ def describe_tables(lake: Any) -> list[dict[str, Any]]:
         snap = table.current_snapshot()
         summary = snap.summary if snap is not None else None
         out.append(
-            {
-                "table": f"{NAMESPACE}.{name}",
-                "location": table.location(),
-                "snapshot": None if snap is None else snap.snapshot_id,
-                "rows": int(summary.get("total-records", 0)) if summary else 0,
-                "data_files": int(summary.get("total-data-files", 0)) if summary else 0,
-                "snapshots": len(table.snapshots()),
-                "last_batch": int(table.properties.get("musify.last-batch", -1)),
-            }
+            TableInfo(
+                table=f"{NAMESPACE}.{name}",
+                location=table.location(),
+                snapshot=None if snap is None else snap.snapshot_id,
+                rows=int(summary.get("total-records", 0)) if summary else 0,
+                data_files=int(summary.get("total-data-files", 0)) if summary else 0,
+                snapshots=len(table.snapshots()),
+                last_batch=int(table.properties.get("musify.last-batch", -1)),
+            )
         )
     return out

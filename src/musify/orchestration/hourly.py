@@ -1,4 +1,5 @@
-"""The steps of the hourly publication around ``run_batch``: wait, reconcile, publish.
+"""The steps of the hourly publication around ``run_batch``: wait, reconcile, publish,
+and ``run_steps``, which runs any of them in order (what ``musify batch`` runs).
 
 An hour is *published* when the stream has passed its end (so the lake holds every event
 of the hour that was produced before then), it was loaded and built, and the facts for
@@ -8,13 +9,15 @@ tasks of ``musify_hourly``; ``musify batch --steps`` runs any of them by hand.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 
-from musify.errors import MusifyError
+from musify.batch import BatchResult, run_batch
+from musify.errors import MusifyError, UsageError
 from musify.events import TOPIC_NAMES
 from musify.lake import Lake
 from musify.settings import Settings
@@ -194,3 +197,98 @@ def last_published(settings: Settings) -> datetime | None:
         return datetime.fromisoformat(doc["hour"]).astimezone(UTC)
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None
+
+
+@dataclass(frozen=True)
+class StepsRun:
+    """What ``run_steps`` did, step by step (None: the step did not run)."""
+
+    start: datetime
+    end: datetime
+    steps: tuple[str, ...]
+    wait: Readiness | None = None
+    batch: BatchResult | None = None
+    reconciled: Reconciled | None = None
+    published: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        """``musify batch --json``."""
+        doc: dict[str, object] = {"start": self.start.isoformat(), "end": self.end.isoformat()}
+        if self.wait is not None:
+            doc["wait"] = self.wait.describe()
+        if self.batch is not None:
+            doc.update(self.batch.as_dict())
+        if self.reconciled is not None:
+            doc["reconciled"] = {h.isoformat(): c for h, c in self.reconciled.counts.items()}
+            doc["lake_snapshots"] = {h.isoformat(): s for h, s in self.reconciled.snapshots.items()}
+        if self.published and self.reconciled is not None:
+            doc["published"] = [h.isoformat() for h in self.reconciled.counts]
+        return doc
+
+    def describe(self) -> str:
+        """One human line."""
+        parts = [f"batch {self.start:%Y-%m-%dT%H:%M} → {self.end:%Y-%m-%dT%H:%M}"]
+        if self.wait is not None:
+            parts.append(self.wait.describe())
+        b = self.batch
+        if b is not None:
+            rows = ", ".join(f"{t} {sum(h.values()):,}" for t, h in b.rows.items())
+            parts.append(f"loaded from {b.loaded_from.isoformat()}: {rows}")
+            parts.append(f"missing hours: {len(b.missing_hours)}")
+            parts.append(f"load {round(b.load_seconds, 2)} s, dbt {round(b.dbt_seconds, 2)} s")
+        if self.reconciled is not None:
+            parts.append(f"{len(self.reconciled.counts)} hour(s) reconcile with the lake")
+        if self.published:
+            parts.append("published")
+        return "; ".join(parts)
+
+
+def parse_steps(text: str, option: str = "--steps") -> tuple[str, ...]:
+    """Comma-separated step names as a tuple in STEPS order; UsageError naming
+    ``option`` for a name that is not a step."""
+    names = {n.strip() for n in text.split(",") if n.strip()}
+    unknown = sorted(names - set(STEPS))
+    if unknown:
+        raise UsageError(
+            f"{option}: unknown step(s) {', '.join(unknown)}; the steps are {', '.join(STEPS)}"
+        )
+    return tuple(s for s in STEPS if s in names)
+
+
+def run_steps(
+    settings: Settings,
+    start: datetime,
+    end: datetime,
+    steps: Sequence[str] = STEPS[1:],
+    *,
+    lookback_hours: int | None = None,
+    grace: timedelta = timedelta(seconds=60),
+    wait_timeout: float = 0.0,
+    full_refresh: bool = False,
+) -> StepsRun:
+    """Run the chosen ``steps`` of the publication of [start, end), in STEPS order:
+    wait for the stream (NotReady after ``wait_timeout`` s), load the lake's hours and
+    build the models (``musify.batch.run_batch``), reconcile them with the lake, record
+    them as published. A failing step raises (ReconcileError, DbtError, ...) and the
+    later ones do not run."""
+    chosen = parse_steps(",".join(steps), "steps")
+    run = StepsRun(start, end, chosen)
+    if "wait" in chosen:
+        run = replace(run, wait=wait_for_stream(settings, end, grace, wait_timeout))
+    if "load" in chosen or "transform" in chosen:
+        result = run_batch(
+            settings,
+            start,
+            end,
+            lookback_hours=lookback_hours,
+            load="load" in chosen,
+            run_dbt="transform" in chosen,
+            full_refresh=full_refresh,
+        )
+        run = replace(run, batch=result)
+    if "reconcile" in chosen or "publish" in chosen:
+        run = replace(run, reconciled=reconcile(settings, start, end))
+    if "publish" in chosen and run.reconciled is not None:
+        publish(settings, run.reconciled)
+        run = replace(run, published=True)
+    return run

@@ -26,7 +26,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -118,7 +118,41 @@ def up_lock_path(settings: Settings) -> Path:
     return settings.run_dir / "up.lock"
 
 
-def read_up(settings: Settings) -> tuple[dict[str, Any] | None, str | None]:
+@dataclass(frozen=True)
+class StartedComponent:
+    """A process ``musify up`` started, as ``run/up.json`` names it."""
+
+    pid: int | None
+    log: str
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class UpRecord:
+    """``run/up.json``: what the running (or last) ``musify up`` started, in start
+    order; ``musify down`` and the next ``musify up`` stop what a crashed one left."""
+
+    pid: int
+    started_at: str
+    components: dict[str, StartedComponent]
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self), option=orjson.OPT_INDENT_2)
+
+    @classmethod
+    def from_doc(cls, doc: object) -> UpRecord:
+        """Raises ValueError when ``doc`` is not one."""
+        if not isinstance(doc, dict) or not isinstance(doc.get("components"), dict):
+            raise ValueError("not a musify up record")
+        comps = {}
+        for name, c in doc["components"].items():
+            if not isinstance(c, dict) or not isinstance(c.get("pid"), int | None):
+                raise ValueError(f"not a musify up record (component {name})")
+            comps[str(name)] = StartedComponent(c.get("pid"), str(c.get("log", "")), c.get("url"))
+        return cls(int(doc.get("pid") or 0), str(doc.get("started_at", "")), comps)
+
+
+def read_up(settings: Settings) -> tuple[UpRecord | None, str | None]:
     """``run/up.json`` (what the running or last ``musify up`` started) and, when it
     exists but cannot be used, why: ``(None, None)`` when there is none."""
     path = up_path(settings)
@@ -128,12 +162,10 @@ def read_up(settings: Settings) -> tuple[dict[str, Any] | None, str | None]:
         return None, None
     except (OSError, orjson.JSONDecodeError) as exc:
         return None, f"{path} is unreadable ({exc})"
-    comps = doc.get("components") if isinstance(doc, dict) else None
-    if not isinstance(comps, dict) or not all(
-        isinstance(c, dict) and isinstance(c.get("pid"), int | None) for c in comps.values()
-    ):
-        return None, f"{path} is unreadable (not a musify up record)"
-    return doc, None
+    try:
+        return UpRecord.from_doc(doc), None
+    except (ValueError, TypeError) as exc:
+        return None, f"{path} is unreadable ({exc})"
 
 
 def load_or_create_plan(settings: Settings, opts: UpOptions, now: datetime) -> tuple[Plan, bool]:
@@ -357,8 +389,7 @@ class Stack:
         deadline = time.monotonic() + timeout
         while stream is not None and stream.running() and time.monotonic() < deadline:
             last = status.last_record(self.settings)
-            at = None if last is None else last.get("at")
-            if isinstance(at, str) and datetime.fromisoformat(at) >= started:
+            if last is not None and last.at is not None and last.at >= started:
                 return
             if self._stop.wait(0.5):
                 return
@@ -380,23 +411,18 @@ class Stack:
             self.say(f"  ignoring {problem}: components it lists are not stopped")
         if doc is None:
             return
-        for name, c in reversed(list(doc.get("components", {}).items())):
-            cpid = c.get("pid")
+        for name, c in reversed(list(doc.components.items())):
+            cpid = c.pid
             # the pid must still be ours: not reused by an unrelated process
-            ours = any(w in procs.cmdline(int(cpid or 0)) for w in ("musify", "airflow"))
-            if cpid and procs.alive(int(cpid)) and ours:
+            ours = any(w in procs.cmdline(cpid or 0) for w in ("musify", "airflow"))
+            if cpid and procs.alive(cpid) and ours:
                 self.say(f"  stopping {name} (pid {cpid}) left by a musify up that did not stop")
-                stop_component(name, int(cpid))
+                stop_component(name, cpid)
 
     def _record(self) -> None:
-        doc = {
-            "pid": os.getpid(),
-            "started_at": self.now().isoformat(),
-            "components": {
-                c.name: {"pid": c.pid, "log": str(c.log), "url": c.url} for c in self.components
-            },
-        }
-        up_path(self.settings).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+        started = {c.name: StartedComponent(c.pid, str(c.log), c.url) for c in self.components}
+        doc = UpRecord(pid=os.getpid(), started_at=self.now().isoformat(), components=started)
+        up_path(self.settings).write_bytes(doc.to_json())
 
     def _ensure_broker(self) -> None:
         from musify.broker.kafka import check_reachable
@@ -526,11 +552,12 @@ def health_line(settings: Settings, rss: int | None = None) -> str:
     from musify.orchestration.hourly import last_published
     from musify.stream.status import stream_status
 
-    s = stream_status(settings)
-    last = s.get("last_batch") or {}
+    last = stream_status(settings).last
     pub = last_published(settings)
+    lag = "?" if last is None or last.lag is None else f"{last.lag:,}"
+    fresh = "?" if last is None or last.freshness_s is None else f"{last.freshness_s:g}"
     parts = [
-        f"stream lag {last.get('lag', '?')}, freshness {last.get('freshness_s', '?')} s",
+        f"stream lag {lag}, freshness {fresh} s",
         f"last published hour {pub:%Y-%m-%d %H:00}" if pub else "no hour published yet",
     ]
     if rss is not None:
@@ -591,8 +618,8 @@ def down(settings: Settings, timeout: float = 300.0, say: Callable[[str], None] 
             )
         say(f"musify up (pid {pid}) did not stop in {timeout:.0f} s; stopping its components")
     assert doc is not None
-    for name, c in reversed(list(doc.get("components", {}).items())):
-        cpid = c.get("pid")
+    for name, c in reversed(list(doc.components.items())):
+        cpid = c.pid
         if cpid and procs.alive(cpid):
             say(f"stopping {name} (pid {cpid})")
             stop_component(name, cpid)
@@ -638,12 +665,20 @@ def airflow_db_problem(settings: Settings) -> str | None:
     )
 
 
-def airflow_health(settings: Settings, timeout: float = 2.0) -> dict[str, Any] | None:
-    """Airflow's own health report, or None when its API server does not answer."""
+def airflow_health(settings: Settings, timeout: float = 2.0) -> dict[str, str] | None:
+    """Airflow's own health report, component → status ("healthy", "unhealthy"), or
+    None when its API server does not answer. Components Airflow does not run here
+    (the triggerer) report no status and are left out."""
     url = f"http://{settings.bind_host}:{settings.airflow_port}/api/v2/monitor/health"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
-            body: dict[str, Any] = orjson.loads(r.read())
-            return body
+            body = orjson.loads(r.read())
     except (OSError, ValueError):
         return None
+    if not isinstance(body, dict):
+        return None
+    return {
+        str(name): str(part["status"])
+        for name, part in body.items()
+        if isinstance(part, dict) and part.get("status") is not None
+    }

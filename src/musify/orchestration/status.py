@@ -6,28 +6,31 @@ tell a broken file: a writer's lock is never waited for, and is not damage.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from musify import locks, procs
 from musify.orchestration.hourly import last_published
 from musify.orchestration.stack import (
+    UpRecord,
     airflow_db_problem,
     airflow_health,
     read_up,
     up_lock_path,
 )
 from musify.settings import Settings
+from musify.stream.status import StreamStatus
 
 
-def _up_doc(settings: Settings) -> dict[str, Any]:
-    """What the running ``musify up`` (the holder of its lock) started; {} when none runs."""
+def _running_up(settings: Settings) -> UpRecord | None:
+    """What the running ``musify up`` (the holder of its lock) started; None when none
+    runs."""
     doc, _ = read_up(settings)
     try:
         running = locks.holder(up_lock_path(settings)) is not None
     except locks.LockHeld:  # a musify up that is starting
         running = True
-    return doc if doc is not None and running else {}
+    return doc if doc is not None and running else None
 
 
 def _warehouse_problem(settings: Settings) -> str | None:
@@ -38,22 +41,54 @@ def _warehouse_problem(settings: Settings) -> str | None:
     return unreadable_reason(settings.warehouse_path)
 
 
-def _row(name: str, state: str, details: str) -> dict[str, str]:
-    return {"name": name, "state": state, "details": details}
+@dataclass(frozen=True)
+class ComponentState:
+    """One row of ``musify status``."""
+
+    name: str
+    state: str  # running, healthy, degraded, starting, stopped, exited, broken
+    details: str
 
 
-def collect(settings: Settings) -> dict[str, Any]:
+@dataclass(frozen=True)
+class StackStatus:
+    """What ``musify status`` shows (``as_dict`` is its ``--json``)."""
+
+    home: str
+    at: datetime
+    up_pid: int | None  # the running ``musify up``, if any
+    components: list[ComponentState]
+    stream: StreamStatus
+    #: Airflow's own health report, component → status (None: not answering).
+    airflow: dict[str, str] | None
+    last_published_hour: datetime | None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "home": self.home,
+            "at": self.at.isoformat(),
+            "up_pid": self.up_pid,
+            "components": [asdict(c) for c in self.components],
+            "stream": self.stream.to_json_dict(),
+            "airflow": self.airflow,
+            "last_published_hour": (
+                None if self.last_published_hour is None else self.last_published_hour.isoformat()
+            ),
+        }
+
+
+def collect(settings: Settings) -> StackStatus:
     from musify.broker.local import broker_status
     from musify.stream.status import stream_status
 
     now = datetime.now(UTC)
-    up = _up_doc(settings)
-    comps: dict[str, Any] = up.get("components", {})
-    rows = []
+    up = _running_up(settings)
+    comps = {} if up is None else up.components
+    rows: list[ComponentState] = []
 
     b = broker_status(settings)
     rows.append(
-        _row(
+        ComponentState(
             "broker",
             "running" if b.running else "stopped",
             b.bootstrap_servers + (f" (pid {b.pid})" if b.pid else ""),
@@ -62,69 +97,63 @@ def collect(settings: Settings) -> dict[str, Any]:
 
     def managed(name: str) -> tuple[str, str]:
         c = comps.get(name)
-        if not c:
+        if c is None:
             return "stopped", ""
-        alive = bool(c.get("pid")) and procs.alive(int(c["pid"]))
-        where = c.get("url") or c.get("log") or ""
-        return ("running" if alive else "exited"), f"pid {c['pid']} {where}".strip()
+        alive = c.pid is not None and procs.alive(c.pid)
+        where = c.url or c.log
+        return ("running" if alive else "exited"), f"pid {c.pid} {where}".strip()
 
     state, where = managed("generator")
-    rows.append(_row("generator", state, where))
+    rows.append(ComponentState("generator", state, where))
 
     s = stream_status(settings)
-    last = s.get("last_batch") or {}
-    if last:
-        rows_n = sum((last.get("rows") or {}).values())
+    last = s.last
+    if last is not None:
+        mark = "-" if last.watermark is None else last.watermark.isoformat()
         details = (
-            f"batch {last.get('batch_id')} {s.get('age_s', '?')} s ago: {rows_n:,} rows, "
-            f"{last.get('quarantined', 0):,} quarantined, lag {last.get('lag')}, "
-            f"freshness {last.get('freshness_s')} s, watermark {last.get('watermark') or '-'}"
+            f"batch {last.batch_id} {s.age_s} s ago: {last.total_rows:,} rows, "
+            f"{last.quarantined:,} quarantined, lag {last.lag}, "
+            f"freshness {last.freshness_s} s, watermark {mark}"
         )
     else:
         details = "no micro-batch yet"
-    rows.append(_row("stream", "running" if s["running"] else "stopped", details))
+    rows.append(ComponentState("stream", "running" if s.running else "stopped", details))
 
     health = airflow_health(settings) if "airflow-api" in comps else None
     airflow_broken = airflow_db_problem(settings)
     if airflow_broken:
-        rows.append(_row("airflow", "broken", airflow_broken))
+        rows.append(ComponentState("airflow", "broken", airflow_broken))
     elif health is not None:
-        # components Airflow does not run here (the triggerer) report no status
-        parts = [
-            f"{k} {v['status']}"
-            for k, v in health.items()
-            if isinstance(v, dict) and v.get("status") is not None
-        ]
-        url = comps["airflow-api"].get("url", "")
+        parts = [f"{k} {v}" for k, v in health.items()]
+        url = comps["airflow-api"].url or ""
         healthy = all("healthy" in p for p in parts)
-        rows.append(
-            _row("airflow", "healthy" if healthy else "degraded", f"{url} " + ", ".join(parts))
-        )
+        state = "healthy" if healthy else "degraded"
+        rows.append(ComponentState("airflow", state, f"{url} " + ", ".join(parts)))
     else:
         state, where = managed("airflow-scheduler")
-        rows.append(_row("airflow", "starting" if state == "running" else state, where))
+        rows.append(ComponentState("airflow", "starting" if state == "running" else state, where))
 
     pub = last_published(settings)
     warehouse_broken = _warehouse_problem(settings)
     if warehouse_broken:
-        rows.append(_row("warehouse", "broken", warehouse_broken))
+        rows.append(ComponentState("warehouse", "broken", warehouse_broken))
     elif pub is not None:
         behind = (now - pub).total_seconds() / 3600 - 1
         details = f"last published hour {pub:%Y-%m-%d %H:00} UTC ({max(0.0, behind):.1f} h behind)"
-        rows.append(_row("warehouse", "running", details))
+        rows.append(ComponentState("warehouse", "running", details))
     else:
-        rows.append(_row("warehouse", "stopped", "no hour published yet"))
+        rows.append(ComponentState("warehouse", "stopped", "no hour published yet"))
 
     if "dashboard" in comps:
         state, where = managed("dashboard")
-        rows.append(_row("dashboard", state, where))
+        rows.append(ComponentState("dashboard", state, where))
 
-    return {
-        "home": str(settings.home.resolve()),
-        "at": now.isoformat(),
-        "up_pid": up.get("pid"),
-        "components": rows,
-        "stream": s,
-        "airflow": health,
-        "last_published_hour": pub.isoformat() if pub else None,
-    }
+    return StackStatus(
+        home=str(settings.home.resolve()),
+        at=now,
+        up_pid=None if up is None else up.pid,
+        components=rows,
+        stream=s,
+        airflow=health,
+        last_published_hour=pub,
+    )

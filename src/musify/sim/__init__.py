@@ -9,10 +9,10 @@ for what each module owns.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from musify.sim.runner import (
     GenerateOptions,
+    GenerateSummary,
     Plan,
     Progress,
     ProgressCallback,
@@ -39,7 +39,7 @@ def generate_events(
     stdout_topic: str | None = None,
     sink: Sink | None = None,
     on_progress: ProgressCallback | None = None,
-) -> dict[str, Any]:
+) -> GenerateSummary:
     """Plan and run a generator job into one destination (``sink``, files or standard
     output); returns the summary."""
     plan = plan_run(opts)
@@ -51,19 +51,17 @@ def generate_events(
     return summary_of(opts, plan, sink, progress)
 
 
-def summary_of(opts: GenerateOptions, plan: Plan, sink: Sink, progress: Progress) -> dict[str, Any]:
-    """A finished job's summary, as ``musify generate --json`` prints it."""
-    summary = progress.as_dict()
-    summary["target"] = sink.target
-    summary["workers"] = plan.workers
-    if progress.faults:
-        summary["fault_manifest"] = str(opts.fault_manifest)
-    return summary
+def summary_of(
+    opts: GenerateOptions, plan: Plan, sink: Sink, progress: Progress
+) -> GenerateSummary:
+    """A finished job's summary."""
+    return progress.summary(sink.target, plan.workers, opts.fault_manifest)
 
 
 __all__ = [
     "FileSink",
     "GenerateOptions",
+    "GenerateSummary",
     "MemorySink",
     "Plan",
     "Progress",

@@ -261,20 +261,70 @@ class Progress:
     def lines(self) -> int:
         return sum(self.counts.values())
 
-    def as_dict(self) -> dict[str, Any]:
+    def summary(self, target: str, workers: int, fault_manifest: Path | None) -> GenerateSummary:
         el = max(self.elapsed, 1e-9)
-        return {
-            "start": from_epoch(self.start).isoformat(),
-            "end": None if self.end >= NEVER else from_epoch(self.end).isoformat(),
-            "simulated_until": from_epoch(self.sim_time).isoformat(),
-            "events": dict(self.counts),
+        return GenerateSummary(
+            start=from_epoch(self.start),
+            end=None if self.end >= NEVER else from_epoch(self.end),
+            simulated_until=from_epoch(self.sim_time),
+            events=dict(self.counts),
+            users=self.users,
+            seconds=round(el, 3),
+            startup_seconds=round(self.startup_seconds, 3),
+            page_views_per_second=round(self.page_views / el, 1),
+            lines_per_second=round(self.lines / el, 1),
+            target=target,
+            workers=workers,
+            faults=dict(self.faults),
+            fault_manifest=str(fault_manifest) if self.faults and fault_manifest else None,
+        )
+
+
+@dataclass(frozen=True)
+class GenerateSummary:
+    """What a finished generator job did (``musify generate --json`` prints
+    ``as_dict``)."""
+
+    start: datetime
+    end: datetime | None  # None: a continuous run
+    simulated_until: datetime
+    events: dict[str, int]  # per topic
+    users: int
+    seconds: float
+    startup_seconds: float
+    page_views_per_second: float
+    lines_per_second: float
+    target: str  # where the events went ("kafka HOST:PORT", a folder, stdout)
+    workers: int
+    faults: dict[str, int] = field(default_factory=dict)  # injected, per kind
+    fault_manifest: str | None = None
+    #: A resumed run into Kafka: per topic, the events regenerated but found in the
+    #: topics already, and those produced (None when not resuming).
+    skipped: dict[str, int] | None = None
+    produced: dict[str, int] | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        doc: dict[str, object] = {
+            "start": self.start.isoformat(),
+            "end": None if self.end is None else self.end.isoformat(),
+            "simulated_until": self.simulated_until.isoformat(),
+            "events": dict(self.events),
             "users": self.users,
-            "seconds": round(el, 3),
-            "startup_seconds": round(self.startup_seconds, 3),
-            "page_views_per_second": round(self.page_views / el, 1),
-            "lines_per_second": round(self.lines / el, 1),
-            **({"faults": dict(self.faults)} if self.faults else {}),
+            "seconds": self.seconds,
+            "startup_seconds": self.startup_seconds,
+            "page_views_per_second": self.page_views_per_second,
+            "lines_per_second": self.lines_per_second,
+            "target": self.target,
+            "workers": self.workers,
         }
+        if self.faults:
+            doc["faults"] = dict(self.faults)
+            doc["fault_manifest"] = self.fault_manifest
+        if self.skipped is not None:
+            doc["skipped"] = dict(self.skipped)
+        if self.produced is not None:
+            doc["produced"] = dict(self.produced)
+        return doc
 
 
 class _Growth:

@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -205,6 +205,21 @@ def _read_stream(spark: Any, opts: StreamOptions) -> Any:
     return reader.load()
 
 
+@dataclass(frozen=True)
+class _Committed:
+    """What the writer knows of a batch it committed; the recorder adds Spark's
+    figures and the watermarks to make its status record."""
+
+    batch_id: int
+    rows: dict[str, int] = field(default_factory=dict)
+    quarantined: int = 0
+    duration_ms: int = 0
+    newest_event: datetime | None = None
+    unknown_fields: dict[str, int] = field(default_factory=dict)
+    commit_ms: int = 0
+    replayed: bool = False
+
+
 class _BatchWriter:
     """The foreachBatch function: write the files with Spark, commit them into the
     lake's tables (``musify.lake.commit``)."""
@@ -213,12 +228,13 @@ class _BatchWriter:
         self.lake = lake
         self.settings = settings
         self.committer = committer
-        self.reports: dict[int, status.BatchReport] = {}
+        self.reports: dict[int, _Committed] = {}
         self.newest: datetime | None = None
         self.max_future = timedelta(seconds=settings.max_event_future_seconds)
         # Partition → (newest event committed, when), carried over a restart so the
         # event-time watermark does not start again from nothing.
-        self.marks = status.event_marks_from(status.last_record(settings))
+        last = status.last_record(settings)
+        self.marks = {} if last is None else dict(last.event_marks)
         self.retention = timedelta(hours=settings.lake_snapshot_retention_hours)
         self.next_expiry = 0.0  # monotonic time of the next snapshot expiry
 
@@ -231,7 +247,7 @@ class _BatchWriter:
         if not pending:
             # Already in every table (the job died between our commits and Spark's):
             # the replayed batch has the same offsets, so there is nothing to do.
-            self.reports[batch_id] = status.BatchReport(batch_id=batch_id, replayed=True)
+            self.reports[batch_id] = _Committed(batch_id=batch_id, replayed=True)
             return
         from musify.stream.stage import stage_batch
 
@@ -256,12 +272,12 @@ class _BatchWriter:
             log_unknown(staged.unknown_fields)
         if time.monotonic() >= self.next_expiry:
             self.expire_snapshots(now)
-        self.reports[batch_id] = status.BatchReport(
+        self.reports[batch_id] = _Committed(
             batch_id=batch_id,
             rows={t: rows.get(t, 0) for t in TOPIC_NAMES},
             quarantined=rows.get(QUARANTINE, 0),
             duration_ms=int((time.monotonic() - t0) * 1000),
-            newest_event=newest.isoformat() if newest else None,
+            newest_event=newest,
             unknown_fields=dict(staged.unknown_fields),
             commit_ms=commit_ms,
         )
@@ -290,7 +306,7 @@ def checkpoint_last_batch(checkpoint: str) -> int:
     return max(ids, default=-1)
 
 
-def describe_batch(rep: status.BatchReport) -> str:
+def describe_batch(rep: status.StatusRecord) -> str:
     """One human line for a micro-batch (the log record carries the whole report)."""
     if rep.replayed:
         return f"batch {rep.batch_id}: replayed, already in every table"
@@ -420,7 +436,27 @@ def _failure_message(exc: BaseException) -> str:
     return lines[0] if lines else repr(exc)
 
 
-OnBatch = Callable[[dict[str, Any]], None]
+OnBatch = Callable[[status.StatusRecord], None]
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    """What one run of the job did (``musify stream --json`` prints it)."""
+
+    batches: int
+    rows: dict[str, int]  # committed events per topic
+    quarantined: int
+    unknown_fields: dict[str, int]  # "topic.field" → events that carried it
+    seconds: float
+    #: From the query's start (source registration, planning) until the last batch was
+    #: committed and recorded: the ingest itself, without Spark's start-up
+    #: (``spark_startup_seconds``) or its shutdown. None without a batch.
+    ingest_seconds: float | None
+    spark_startup_seconds: float
+    lake: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
 
 
 class _Recorder:
@@ -438,7 +474,7 @@ class _Recorder:
         self.unknown: dict[str, int] = {}  # "topic.field" → events that carried it
         self.batches = 0
         self.last_commit: float | None = None  # when the newest batch was recorded
-        self.last_record: dict[str, Any] | None = None
+        self.last_record: status.StatusRecord | None = None
 
     def drain(self, query: StreamingQuery) -> None:
         writer = self.writer
@@ -450,40 +486,45 @@ class _Recorder:
             if bid <= self.seen or bid not in writer.reports:
                 continue
             self.seen = bid
-            rep = writer.reports.pop(bid)
-            rep.input_rows = int(prog.get("numInputRows", 0))
-            rep.lag = _lag(prog)
-            rep.duration_ms = int(prog.get("batchDuration", rep.duration_ms))
-            caught_up = None if rep.replayed else _caught_up_at(prog)
+            done = writer.reports.pop(bid)
+            caught_up = None if done.replayed else _caught_up_at(prog)
             if caught_up is not None and (self.watermark is None or caught_up > self.watermark):
                 self.watermark = caught_up
-            rep.watermark = self.watermark.isoformat() if self.watermark else None
             now = datetime.now(UTC)
-            rep.at = now.isoformat()
-            events_mark = writer.event_watermark(now)
-            rep.event_watermark = events_mark.isoformat() if events_mark else None
-            rep.event_marks = {
-                str(p): [ev.isoformat(), at.isoformat()]
-                for p, (ev, at) in sorted(writer.marks.items())
-            }
+            freshness = None
             if writer.newest is not None:
                 # never negative: an event up to max_future ahead is allowed
-                age = (now - writer.newest).total_seconds()
-                rep.freshness_s = round(max(0.0, age), 1)
-            done = rep.as_dict()
-            epoch = time.time()
-            self.last_record = {**done, "epoch": epoch}
-            self._publish(status.record(self.settings, rep, {"epoch": epoch}))
-            log.info(describe_batch(rep), extra={"batch": done})
-            for k, v in rep.rows.items():
+                freshness = round(max(0.0, (now - writer.newest).total_seconds()), 1)
+            rec = status.StatusRecord(
+                batch_id=bid,
+                at=now,
+                epoch=now.timestamp(),
+                rows=done.rows,
+                quarantined=done.quarantined,
+                input_rows=int(prog.get("numInputRows", 0)),
+                lag=_lag(prog),
+                duration_ms=int(prog.get("batchDuration", done.duration_ms)),
+                commit_ms=done.commit_ms,
+                newest_event=done.newest_event,
+                freshness_s=freshness,
+                replayed=done.replayed,
+                watermark=self.watermark,
+                event_watermark=writer.event_watermark(now),
+                event_marks=dict(sorted(writer.marks.items())),
+                unknown_fields=done.unknown_fields,
+            )
+            self.last_record = rec
+            self._publish(status.record(self.settings, rec))
+            log.info(describe_batch(rec), extra={"batch": rec.to_json_dict()})
+            for k, v in rec.rows.items():
                 self.totals[k] += v
-            for k, v in rep.unknown_fields.items():
+            for k, v in rec.unknown_fields.items():
                 self.unknown[k] = self.unknown.get(k, 0) + v
-            self.totals["_quarantine"] += rep.quarantined
+            self.totals["_quarantine"] += rec.quarantined
             self.batches += 1
             self.last_commit = time.monotonic()
             if self.on_batch:
-                self.on_batch(done)
+                self.on_batch(rec)
 
     def _idle(self, prog: dict[str, Any]) -> None:
         """Spark's progress of a trigger that found no new messages (every
@@ -510,7 +551,7 @@ def run_stream(
     opts: StreamOptions,
     on_batch: OnBatch | None = None,
     stop_event: threading.Event | None = None,
-) -> dict[str, Any]:
+) -> StreamSummary:
     """Run the stream until caught up (``until_caught_up``) or until stopped.
 
     ``on_batch`` gets each micro-batch's status record once it is committed and
@@ -629,16 +670,13 @@ def run_stream(
             with contextlib.suppress(Exception):
                 spark.stop()
     totals, last_commit = rec.totals, rec.last_commit
-    return {
-        "batches": rec.batches,
-        "rows": {t: totals[t] for t in TOPIC_NAMES},
-        "quarantined": totals["_quarantine"],
-        "unknown_fields": rec.unknown,
-        "seconds": round(time.monotonic() - started, 2),
-        # From the query's start (source registration, planning) until the last batch
-        # was committed and recorded: the ingest itself, without Spark's start-up
-        # (``spark_startup_seconds``) or its shutdown.
-        "ingest_seconds": None if last_commit is None else round(last_commit - started, 2),
-        "spark_startup_seconds": spark_startup,
-        "lake": lake.url,
-    }
+    return StreamSummary(
+        batches=rec.batches,
+        rows={t: totals[t] for t in TOPIC_NAMES},
+        quarantined=totals["_quarantine"],
+        unknown_fields=rec.unknown,
+        seconds=round(time.monotonic() - started, 2),
+        ingest_seconds=None if last_commit is None else round(last_commit - started, 2),
+        spark_startup_seconds=spark_startup,
+        lake=lake.url,
+    )
