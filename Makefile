@@ -100,7 +100,7 @@ bench: install
 # The dbt sources of the raw tables are derived from src/musify/events.py.
 dbt-sources: install
 	$(BIN)/python -c "from musify.warehouse.raw import dbt_sources_yaml as y; print(y(), end='')" \
-		> dbt/models/staging/sources.yml
+		> src/musify/dbt/models/staging/sources.yml
 
 clean:
 	rm -rf $(VENV) $(TOOLS_VENV) $(AIRFLOW_VENV) $(BQEMU_VENV) $(UV_VENV) $(LATEST_VENV) build *.egg-info src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

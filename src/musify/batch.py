@@ -10,6 +10,7 @@ corrupt lake file fails the batch naming the file, before anything changes.
 from __future__ import annotations
 
 import contextlib
+import importlib.resources
 import logging
 import os
 import time
@@ -29,8 +30,10 @@ from musify.warehouse.base import hours_between
 from musify.warehouse.duckdb_engine import release_dbt_connections
 
 log = logging.getLogger("musify.batch")
-#: The dbt project, kept in the repository beside the package.
-DBT_PROJECT = Path(__file__).resolve().parents[2] / "dbt"
+#: The dbt project ships inside the package (``musify/dbt``), so an installed wheel
+#: runs ``musify batch`` as well as a checkout; dbt writes its target and logs under
+#: MUSIFY_HOME, never into the project.
+DBT_PROJECT = Path(str(importlib.resources.files("musify") / "dbt"))
 
 
 class DbtError(MusifyError):

@@ -365,8 +365,10 @@ def test_images_install_from_their_hashed_locks() -> None:
     for text, lock in ((musify, "requirements/image.txt"), (airflow, "image-airflow.txt")):
         assert re.search(rf"uv pip sync .*--require-hashes .*{re.escape(lock)}", text), lock
         assert re.search(r"pip install .*--require-hashes .*requirements/uv\.txt", text)
-        # Musify itself adds no unlocked dependency
-        assert re.search(r"uv pip install .*--no-deps\s+-e", text)
+        # Musify itself adds no unlocked dependency, and is a wheel (its dbt project is
+        # package data), not an editable install of the build context
+        assert re.search(r"uv pip install .*--no-deps\s+/opt/musify(\s|$)", text)
+        assert not re.search(r"uv pip install .*\s-e\s", text)
 
 
 def test_image_locks_cover_what_the_images_run() -> None:

@@ -25,7 +25,7 @@ dbt_main = pytest.importorskip("dbt.cli.main")
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-PROJECT = REPO / "dbt"
+PROJECT = REPO / "src" / "musify" / "dbt"
 START = datetime(2024, 3, 18, tzinfo=UTC)  # a Monday
 DUPLICATE_EVERY = 53  # every 53rd event is delivered twice
 # Every 41st event is produced again after a broker reset: another partition, and offsets

@@ -28,7 +28,9 @@ DAGS_FOLDER = Path(__file__).resolve().parent / "dags"
 DAG_ID = "musify_hourly"
 #: The one user of the local Airflow: an admin (it may trigger and clear runs).
 ADMIN_USER = "admin"
-REPO = Path(__file__).resolve().parents[3]
+#: ``make install`` puts Airflow's venv beside Musify's own (``.venv-airflow`` next to
+#: ``.venv``), wherever Musify is installed: the default when MUSIFY_AIRFLOW_VENV is unset.
+DEFAULT_AIRFLOW_VENV = Path(sys.prefix).parent / ".venv-airflow"
 
 
 class AirflowError(MusifyError):
@@ -36,7 +38,7 @@ class AirflowError(MusifyError):
 
 
 def airflow_bin(settings: Settings) -> Path:
-    venv = Path(settings.airflow_venv) if settings.airflow_venv else REPO / ".venv-airflow"
+    venv = Path(settings.airflow_venv) if settings.airflow_venv else DEFAULT_AIRFLOW_VENV
     exe = venv / "bin" / "airflow"
     if not exe.exists():
         raise AirflowError(
