@@ -32,6 +32,7 @@ from musify.sim import GenerateOptions
 from musify.sim.config import BUILTIN_CONFIG
 from musify.warehouse.bigquery_engine import BigQueryWarehouse
 from musify.warehouse.duckdb_engine import DuckDBWarehouse
+from musify.warehouse.models import FACTS
 
 pytestmark = [pytest.mark.spark, pytest.mark.broker, pytest.mark.slow]
 
@@ -122,7 +123,7 @@ def test_generate_stream_to_gcs_batch_into_bigquery_and_a_dashboard_query(
     try:
         for topic in TOPIC_NAMES:
             assert wh.raw_count(topic, START, end) == produced[topic], topic
-        assert wh.fact_counts(hourly.FACTS, START, end) == produced
+        assert wh.fact_counts(FACTS, START, end) == produced
         published = wh.query(f"SELECT hour FROM {wh.sql_table('published_hours')} ORDER BY hour")
         assert [r["hour"] for r in published] == hours
     finally:

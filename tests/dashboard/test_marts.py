@@ -10,8 +10,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from musify.dashboard.queries import MARTS
 from musify.settings import Settings
+from musify.warehouse.models import MARTS
 from tests.dashboard.conftest import START
 
 pytestmark = [pytest.mark.slow]

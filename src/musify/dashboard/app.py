@@ -24,11 +24,12 @@ from musify.dashboard.backend import (
     WarehouseUnavailable,
     backend_for,
 )
-from musify.dashboard.queries import MARTS, Bounds, Filters, Published
+from musify.dashboard.queries import Bounds, Filters, Published
 from musify.dashboard.tiles import Refresher, Tiles
 from musify.errors import MusifyError
 from musify.settings import Settings, load_settings
 from musify.stream.status import StreamStatus, stream_status
+from musify.warehouse.models import MARTS
 
 ALL_STATES = ""
 #: Plotly charts on a page with data (the browser helpers wait for all of them).

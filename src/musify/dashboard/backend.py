@@ -266,7 +266,8 @@ class BigQueryBackend(Backend):
         # table, no query job. Any failure means unknown (so nothing is cached).
         from google.api_core.exceptions import NotFound
 
-        from musify.dashboard.queries import MARTS, PUBLISHED_HOURS
+        from musify.dashboard.queries import PUBLISHED_HOURS
+        from musify.warehouse.models import MARTS
 
         tables = [(MODELS_SCHEMA, m) for m in MARTS] + [(RAW_SCHEMA, PUBLISHED_HOURS)]
         stamps: list[object] = []

@@ -23,16 +23,8 @@ from typing import Any
 import pandas as pd
 
 from musify.dashboard.backend import MODELS_SCHEMA, RAW_SCHEMA, Session
+from musify.warehouse.models import MARTS
 
-#: The marts the dashboard reads; a warehouse without one of them is not built yet.
-MARTS: tuple[str, ...] = (
-    "mart_hourly_activity",
-    "mart_user_activity_hourly",
-    "mart_song_streams_daily",
-    "mart_artist_streams_daily",
-    "mart_status_changes_hourly",
-    "mart_session_distributions_daily",
-)
 #: Written by the batch's publish step once an hour is complete and tested.
 PUBLISHED_HOURS = "published_hours"
 

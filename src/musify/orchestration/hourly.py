@@ -23,15 +23,8 @@ from musify.lake import Lake
 from musify.settings import Settings
 from musify.warehouse import open_warehouse
 from musify.warehouse.base import PUBLISHED_HOURS, hours_between
+from musify.warehouse.models import FACTS
 
-#: Each topic's fact table: one row per distinct event (sessionId, itemInSession).
-FACTS = {
-    "listen_events": "fact_streams",
-    "page_view_events": "fact_page_views",
-    "auth_events": "fact_auth",
-    "status_change_events": "fact_status_changes",
-}
-assert set(FACTS) == set(TOPIC_NAMES)
 PUBLISHED_TABLE = f"raw.{PUBLISHED_HOURS}"
 #: The steps of an hourly run, in order.
 STEPS = ("wait", "load", "transform", "reconcile", "publish")
