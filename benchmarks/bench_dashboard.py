@@ -32,10 +32,10 @@ from benchmarks.fixtures import build_warehouse, read_manifest, streamify_config
 from musify.broker.local import free_port
 from musify.dashboard import browser, server
 from musify.dashboard.app import ready_key
-from musify.dashboard.backend import DuckDBBackend
 from musify.dashboard.queries import Filters, bounds
 from musify.dashboard.tiles import load_overview, load_tiles
 from musify.settings import Settings
+from musify.warehouse.duckdb_engine import DuckDBWarehouse
 
 USERS = 5_000
 DAYS = 30
@@ -62,7 +62,7 @@ def _page_loads(
 
 
 def _query_layer(settings: Settings, repeats: int) -> dict[str, float]:
-    backend = DuckDBBackend(settings.warehouse_path)
+    backend = DuckDBWarehouse(settings.warehouse_path)
     with backend.session() as s:
         b = bounds(s)
     assert b is not None
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 base_cold, base_times = _page_loads(page, base_url, args.repeats, None)
                 cold, fresh = _page_loads(page, full_url, args.repeats, settings.warehouse_path)
                 _, cached = _page_loads(page, full_url, args.repeats, None)
-                with DuckDBBackend(settings.warehouse_path).session() as s:
+                with DuckDBWarehouse(settings.warehouse_path).session() as s:
                     b = bounds(s)
                 assert b is not None
                 states = [code for code, _ in b.states][: args.repeats]

@@ -21,7 +21,6 @@ import pytest
 from musify.broker.local import free_port, running_broker
 from musify.broker.produce import produce_events
 from musify.dashboard import queries as q
-from musify.dashboard.backend import BigQueryBackend
 from musify.dashboard.live import read_view
 from musify.events import TOPIC_NAMES
 from musify.lake import Lake
@@ -130,7 +129,7 @@ def test_generate_stream_to_gcs_batch_into_bigquery_and_a_dashboard_query(
         wh.close()
 
     # A dashboard query on the marts: the streams of the day are the lake's listens.
-    with BigQueryBackend(settings).session() as s:
+    with BigQueryWarehouse.from_settings(settings).session() as s:
         day = START.date()
         total = q.streams_today(s, q.Filters(day, day))
         assert total.streams == produced["listen_events"]

@@ -12,17 +12,12 @@ import duckdb
 import pytest
 
 from musify.dashboard import queries as q
-from musify.dashboard.backend import (
-    Backend,
-    DuckDBBackend,
-    Session,
-    WarehouseBusy,
-    WarehouseMissing,
-    backend_for,
-)
+from musify.dashboard.backend import backend_for
 from musify.dashboard.tiles import Refresher
 from musify.errors import UsageError
 from musify.settings import Settings
+from musify.warehouse import Reader, Session, WarehouseBusy, WarehouseMissing
+from musify.warehouse.duckdb_engine import DuckDBWarehouse
 
 HOLD_LOCK = """
 import sys, duckdb
@@ -60,14 +55,14 @@ def small_warehouse(path: Path) -> Path:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    backend = DuckDBBackend(tmp_path / "nope.duckdb")
+    backend = DuckDBWarehouse(tmp_path / "nope.duckdb")
     with pytest.raises(WarehouseMissing, match=r"nope\.duckdb"), backend.session():
         pass
     assert not (tmp_path / "nope.duckdb").exists()  # reading never creates it
 
 
 def test_session_reads_and_qualifies(tmp_path: Path) -> None:
-    backend = DuckDBBackend(small_warehouse(tmp_path / "w.duckdb"))
+    backend = DuckDBWarehouse(small_warehouse(tmp_path / "w.duckdb"))
     with backend.session() as s:
         assert s.tables("analytics") == {"t"}
         assert s.tables("nothing") == set()
@@ -80,7 +75,7 @@ def test_session_reads_and_qualifies(tmp_path: Path) -> None:
 def test_sessions_do_not_hold_the_file(tmp_path: Path) -> None:
     """After a refresh, a writer can open the warehouse at once."""
     path = small_warehouse(tmp_path / "w.duckdb")
-    backend = DuckDBBackend(path)
+    backend = DuckDBWarehouse(path)
     with backend.session() as s:
         s.query("select 1")
     code = "import duckdb,sys; duckdb.connect(sys.argv[1]).execute('select 1')"
@@ -89,7 +84,7 @@ def test_sessions_do_not_hold_the_file(tmp_path: Path) -> None:
 
 def test_busy_while_a_writer_holds_the_lock(tmp_path: Path) -> None:
     path = small_warehouse(tmp_path / "w.duckdb")
-    backend = DuckDBBackend(path, retries=2, retry_delay_s=0.05)
+    backend = DuckDBWarehouse(path, read_retries=2, read_retry_delay_s=0.05)
     with writer_holding(path), pytest.raises(WarehouseBusy, match="locked"), backend.session():
         pass
     with backend.session() as s:  # and readable again afterwards
@@ -98,7 +93,7 @@ def test_busy_while_a_writer_holds_the_lock(tmp_path: Path) -> None:
 
 def test_data_version_changes_with_writes(tmp_path: Path) -> None:
     path = tmp_path / "w.duckdb"
-    backend = DuckDBBackend(path)
+    backend = DuckDBWarehouse(path)
     empty = backend.data_version()
     small_warehouse(path)
     built = backend.data_version()
@@ -114,12 +109,12 @@ def test_data_version_changes_with_writes(tmp_path: Path) -> None:
 
 def test_backend_for_settings(tmp_path: Path) -> None:
     b = backend_for(Settings(home=tmp_path))
-    assert isinstance(b, DuckDBBackend) and b.path == tmp_path / "warehouse.duckdb"
+    assert isinstance(b, DuckDBWarehouse) and b.path == tmp_path / "warehouse.duckdb"
     with pytest.raises(UsageError, match="MUSIFY_BQ_PROJECT"):  # BigQuery: test_bigquery.py
         backend_for(Settings(home=tmp_path, warehouse_engine="bigquery"))
 
 
-class FakeBackend(Backend):
+class FakeBackend(Reader):
     """Counts sessions; can be made busy; its version is set by the test."""
 
     description = "fake"

@@ -18,16 +18,13 @@ import pandas as pd
 import pytest
 
 from musify.dashboard import queries as q
-from musify.dashboard.backend import (
-    BigQueryBackend,
-    DuckDBBackend,
-    WarehouseUnavailable,
-    backend_for,
-    bq_parameter,
-)
+from musify.dashboard.backend import backend_for
 from musify.dashboard.tiles import load_overview, load_tiles
 from musify.errors import UsageError
 from musify.settings import Settings
+from musify.warehouse import WarehouseUnavailable
+from musify.warehouse.bigquery_engine import BigQueryWarehouse, bq_parameter
+from musify.warehouse.duckdb_engine import DuckDBWarehouse
 from tests.conftest import Emulator
 from tests.dashboard.conftest import FIRST_DAY, START, Facts, build_warehouse
 
@@ -45,7 +42,7 @@ def test_backend_for_bigquery_settings(tmp_path: Path) -> None:
             bq_raw_dataset="landing",
         )
     )
-    assert isinstance(b, BigQueryBackend) and b.description == "BigQuery p.marts"
+    assert isinstance(b, BigQueryWarehouse) and b.description == "BigQuery p.marts"
     with pytest.raises(UsageError, match="MUSIFY_BQ_PROJECT"):
         backend_for(Settings(home=tmp_path, warehouse_engine="bigquery"))
 
@@ -68,7 +65,7 @@ def test_parameters_are_typed() -> None:
 @pytest.fixture(scope="module")
 def both(
     bq_emulator: Emulator, tmp_path_factory: pytest.TempPathFactory, musify_cache: Path
-) -> Iterator[tuple[DuckDBBackend, BigQueryBackend, Settings]]:
+) -> Iterator[tuple[DuckDBWarehouse, BigQueryWarehouse, Settings]]:
     """One lake, built into DuckDB and into BigQuery (the emulator) by ``run_batch``."""
     from musify.batch import run_batch
 
@@ -86,8 +83,8 @@ def both(
         )
         run_batch(bq, START, START + timedelta(days=2), lookback_hours=0)
         backend = backend_for(bq)
-        assert isinstance(backend, BigQueryBackend)
-        yield DuckDBBackend(local.warehouse_path), backend, bq
+        assert isinstance(backend, BigQueryWarehouse)
+        yield DuckDBWarehouse(local.warehouse_path), backend, bq
 
 
 def plain(value: Any) -> Any:
@@ -110,7 +107,9 @@ def plain(value: Any) -> Any:
     return value
 
 
-def test_every_tile_matches_duckdb(both: tuple[DuckDBBackend, BigQueryBackend, Settings]) -> None:
+def test_every_tile_matches_duckdb(
+    both: tuple[DuckDBWarehouse, BigQueryWarehouse, Settings],
+) -> None:
     duck, bq, _ = both
     with duck.session() as d, bq.session() as b:
         overview = load_overview(d)
@@ -132,7 +131,9 @@ def test_every_tile_matches_duckdb(both: tuple[DuckDBBackend, BigQueryBackend, S
         assert 0 < q.streams_today(b, replace(day, state=state)).streams < everywhere
 
 
-def test_tables_version_and_errors(both: tuple[DuckDBBackend, BigQueryBackend, Settings]) -> None:
+def test_tables_version_and_errors(
+    both: tuple[DuckDBWarehouse, BigQueryWarehouse, Settings],
+) -> None:
     _, bq, settings = both
     with bq.session() as b:
         assert set(q.MARTS) <= b.tables("analytics")
@@ -142,6 +143,8 @@ def test_tables_version_and_errors(both: tuple[DuckDBBackend, BigQueryBackend, S
     with pytest.raises(WarehouseUnavailable, match="BigQuery"), bq.session() as b:
         b.query("select * from {analytics.no_such_mart}")
     # a dataset that does not exist: no marts (the page explains), not an error
-    empty = BigQueryBackend(replace(settings, bq_dataset="nothing_here", bq_raw_dataset="none"))
+    empty = BigQueryWarehouse.from_settings(
+        replace(settings, bq_dataset="nothing_here", bq_raw_dataset="none")
+    )
     with empty.session() as e:
         assert q.readiness(e).missing == q.MARTS

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from musify.dashboard import queries as q
-from musify.dashboard.backend import DuckDBBackend, Session
 from musify.settings import Settings
+from musify.warehouse import Session
+from musify.warehouse.duckdb_engine import DuckDBWarehouse
 from tests.dashboard.conftest import FIRST_DAY, LAST_DAY, Facts, midnight
 
 pytestmark = [pytest.mark.slow]
@@ -31,7 +32,7 @@ IN_STATE = "(cast(? as varchar) is null or l.state_code = ?)"
 
 @pytest.fixture(scope="module")
 def session(warehouse: Settings) -> Iterator[Session]:
-    with DuckDBBackend(warehouse.warehouse_path).session() as s:
+    with DuckDBWarehouse(warehouse.warehouse_path).session() as s:
         yield s
 
 
@@ -96,7 +97,7 @@ def test_streams_today_on_a_day_still_being_filled(warehouse: Settings, tmp_path
         [midnight(LAST_DAY), midnight(LAST_DAY) - timedelta(hours=14), midnight(FIRST_DAY)],
     ).fetchone()
     con.close()
-    with DuckDBBackend(path).session() as s:
+    with DuckDBWarehouse(path).session() as s:
         got = q.streams_today(s, q.Filters(LAST_DAY, LAST_DAY))
         by_hour = q.streams_by_hour(s, q.Filters(LAST_DAY, LAST_DAY))
     assert got.through_hour == 9
@@ -359,7 +360,7 @@ def test_last_published_from_the_publish_records(warehouse: Settings, tmp_path: 
         [datetime(2024, 3, 19, 10), at - timedelta(hours=1), datetime(2024, 3, 19, 11), at],
     )
     con.close()
-    with DuckDBBackend(path).session() as s:
+    with DuckDBWarehouse(path).session() as s:
         got = q.last_published(s)
     assert (got.hour, got.published_at, got.source) == (
         datetime(2024, 3, 19, 11),

@@ -44,8 +44,9 @@ def test_a_damaged_file_is_named_with_the_cure(tmp_path: Path, how: str) -> None
         with pytest.raises(WarehouseUnreadable, match=str(path)) as exc:
             connect(path, read_only=read_only, wait_s=0)
         assert "--full-refresh" in str(exc.value) and "\n" not in str(exc.value)
+    wh = DuckDBWarehouse(path)  # connects to nothing yet: the write side on first use
     with pytest.raises(WarehouseUnreadable):
-        DuckDBWarehouse(path)
+        wh.ensure_raw_tables()
     reason = unreadable_reason(path)
     assert reason is not None and str(path) in reason
 

@@ -145,7 +145,9 @@ def test_a_writer_waits_for_the_file_lock_then_fails_clearly(tmp_path: Path) -> 
     from musify.warehouse.duckdb_engine import DuckDBWarehouse, WarehouseLocked
 
     path = tmp_path / "warehouse.duckdb"
-    DuckDBWarehouse(path).close()
+    first = DuckDBWarehouse(path)
+    first.ensure_raw_tables()
+    first.close()
     holder = (
         "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
         "print('held', flush=True); time.sleep(float(sys.argv[2]))"
@@ -155,8 +157,10 @@ def test_a_writer_waits_for_the_file_lock_then_fails_clearly(tmp_path: Path) -> 
     ) as proc:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
         with pytest.raises(WarehouseLocked, match=str(path)):
-            DuckDBWarehouse(path, lock_wait_s=0.2)
-        DuckDBWarehouse(path, lock_wait_s=60).close()  # opens once the holder exits
+            DuckDBWarehouse(path, lock_wait_s=0.2).ensure_raw_tables()
+        waiting = DuckDBWarehouse(path, lock_wait_s=60)
+        waiting.ensure_raw_tables()  # opens once the holder exits
+        waiting.close()
         assert proc.wait() == 0
 
 

@@ -17,18 +17,13 @@ from typing import Any
 import streamlit as st
 
 from musify.dashboard import charts, live
-from musify.dashboard.backend import (
-    Backend,
-    WarehouseBusy,
-    WarehouseMissing,
-    WarehouseUnavailable,
-    backend_for,
-)
+from musify.dashboard.backend import backend_for
 from musify.dashboard.queries import Bounds, Filters, Published
 from musify.dashboard.tiles import Refresher, Tiles
 from musify.errors import MusifyError
 from musify.settings import Settings, load_settings
 from musify.stream.status import StreamStatus, stream_status
+from musify.warehouse import Reader, WarehouseBusy, WarehouseMissing, WarehouseUnavailable
 from musify.warehouse.models import MARTS
 
 ALL_STATES = ""
@@ -71,12 +66,12 @@ batch has published its first hour.
 
 
 @st.cache_resource(show_spinner=False)
-def _refresher(key: str, _backend: Backend) -> Refresher:
+def _refresher(key: str, _backend: Reader) -> Refresher:
     # one per warehouse and server process, shared by every browser session
     return Refresher(_backend)
 
 
-def _watch(seen: object, backend: Backend, every_s: float) -> None:
+def _watch(seen: object, backend: Reader, every_s: float) -> None:
     """Rerun the page when the warehouse changes: new hours appear without a reload.
 
     Only the warehouse's version is checked every ``every_s`` (no connection, no query).
@@ -90,7 +85,7 @@ def _watch(seen: object, backend: Backend, every_s: float) -> None:
     watch()
 
 
-def _explain(title: str, body: str, backend: Backend) -> None:
+def _explain(title: str, body: str, backend: Reader) -> None:
     st.info(f"**{title}**\n\n{body}\n\nWarehouse: `{backend.description}`")
 
 

@@ -22,11 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from musify.dashboard.backend import MODELS_SCHEMA, RAW_SCHEMA, Session
+from musify.warehouse.base import MODELS_SCHEMA, PUBLISHED_HOURS, RAW_SCHEMA, Session
 from musify.warehouse.models import MARTS
-
-#: Written by the batch's publish step once an hour is complete and tested.
-PUBLISHED_HOURS = "published_hours"
 
 _STATE = "($state is null or state_code = $state)"
 

@@ -18,7 +18,7 @@ from typing import Generic, TypeVar
 import pandas as pd
 
 from musify.dashboard import queries as q
-from musify.dashboard.backend import Backend, Session, WarehouseBusy
+from musify.warehouse import Reader, Session, WarehouseBusy
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class Refresher:
     Shared by all browser sessions of one server (Streamlit runs them in threads).
     """
 
-    def __init__(self, backend: Backend, max_entries: int = 64) -> None:
+    def __init__(self, backend: Reader, max_entries: int = 64) -> None:
         self.backend = backend
         self.max_entries = max_entries
         self._lock = threading.Lock()

@@ -1,25 +1,73 @@
 """The warehouse adapter interface (one adapter per engine, as in SQLMesh).
 
-Each engine declares what it can guarantee as class attributes, and shares the part of a
-load that does not depend on the engine: planning an hour's data files from the lake's
-tables and checking them before anything changes.
+One class per engine serves everything that touches the warehouse: the hourly load,
+reconciliation and publication (``musify batch``) and the dashboard's reads (read-only
+``Session``s). Opening an adapter connects to nothing: the write side connects on first
+use, and each read session briefly on its own, so the dashboard never holds what the
+batch needs. The part of a load that does not depend on the engine is shared here:
+planning an hour's data files from the lake's tables and checking them before anything
+changes.
 """
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from musify.errors import MusifyError
 from musify.events import TOPIC_NAMES
 from musify.lake import Lake
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from musify.settings import Settings
+
 #: The publish records: one row per reconciled hour (the dashboard reads it too).
 PUBLISHED_HOURS = "published_hours"
+#: The dbt project's schemas (BigQuery: datasets): models (staging, dims, facts, marts)
+#: and the loaded raw tables.
+MODELS_SCHEMA = "analytics"
+RAW_SCHEMA = "raw"
+
+
+class WarehouseUnavailable(MusifyError):
+    """The warehouse cannot be read right now."""
+
+
+class WarehouseMissing(WarehouseUnavailable):
+    """There is no warehouse at the configured place yet."""
+
+
+class WarehouseBusy(WarehouseUnavailable):
+    """Another process is writing the warehouse (DuckDB: the batch holds the lock)."""
+
+
+class Session(ABC):
+    """An open, read-only view of the warehouse; queries use ``$name`` parameters and
+    ``{schema.table}`` placeholders, so one SQL text runs on every engine."""
+
+    @abstractmethod
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Run a query; a small result as a DataFrame."""
+
+    @abstractmethod
+    def tables(self, schema: str) -> set[str]:
+        """Names of the tables and views in a schema (empty if it does not exist)."""
+
+    @abstractmethod
+    def qualify(self, schema: str, table: str) -> str:
+        """The engine's name for a table in one of the dbt project's schemas."""
+
+    def render(self, sql: str) -> str:
+        """Replace ``{analytics.mart_x}``-style placeholders with qualified names."""
+        return re.sub(r"\{(\w+)\.(\w+)\}", lambda m: self.qualify(m.group(1), m.group(2)), sql)
 
 
 class CorruptLakeFile(MusifyError):
@@ -111,15 +159,35 @@ def plan_load(lake: Lake, hours: list[datetime]) -> LoadPlan:
     return LoadPlan(tuple(hours), files, snapshots)
 
 
-class Warehouse(ABC):
-    """Loads lake hours into raw tables, atomically and idempotently."""
+class Reader(ABC):
+    """The read side of a warehouse adapter (what the dashboard needs)."""
 
-    #: The dbt target that builds models on this engine.
+    #: Shown in the dashboard's footer and errors: which engine and where.
+    description: str
+
+    @abstractmethod
+    def session(self) -> AbstractContextManager[Session]:
+        """A context manager yielding a read-only Session; raises WarehouseUnavailable
+        (WarehouseMissing, WarehouseBusy) when the warehouse cannot be read now."""
+
+    def data_version(self) -> object:
+        """Something that changes whenever the warehouse may have changed, obtainable
+        without opening the warehouse (readers cache results per version); ``None``
+        means unknown, so never reuse cached results."""
+        return None
+
+
+class Warehouse(Reader):
+    """One engine's warehouse: loads lake hours into raw tables, atomically and
+    idempotently; counts facts and records published hours; opens read-only sessions."""
+
+    #: The dbt target that builds models on this engine (``musify.warehouse.dbt_target``).
     dbt_target: ClassVar[str]
-    #: Whether a load of several hours and topics is one transaction (all or nothing).
-    transactional_load: ClassVar[bool]
-    #: Whether the engine reads lake files by URI where they lie (no upload).
-    loads_by_uri: ClassVar[bool]
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: Settings) -> Warehouse:
+        """The adapter the settings describe (no connection yet)."""
 
     @abstractmethod
     def ensure_raw_tables(self) -> None:
@@ -167,5 +235,5 @@ class Warehouse(ABC):
         their event counts per topic and the lake snapshots they were counted at (so
         the hour can be read again exactly, by time travel), in one transaction."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Release connections."""

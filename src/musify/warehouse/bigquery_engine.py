@@ -25,24 +25,35 @@ outside ``Settings``.
 from __future__ import annotations
 
 import os
+import re
+import threading
 import uuid
-from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from musify.errors import MusifyError, UsageError
 from musify.events import TOPIC_NAMES
 from musify.lake import Lake
 from musify.settings import Settings
 from musify.warehouse.base import (
+    MODELS_SCHEMA,
     PUBLISHED_HOURS,
+    RAW_SCHEMA,
     LoadResult,
+    Session,
     Warehouse,
+    WarehouseUnavailable,
     hour_label,
     plan_load,
 )
+from musify.warehouse.models import MARTS
 from musify.warehouse.raw import SONG_METADATA, lake_columns, raw_columns, song_metadata_columns
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Engine-neutral raw column types (``raw.py``) as BigQuery types.
 BQ_TYPES = {
@@ -111,12 +122,93 @@ def _q(name: str) -> str:
     return f"`{name}`"
 
 
+#: BigQuery's numeric result types (legacy and standard names) as pandas dtypes.
+_BQ_NUMBERS = {"INTEGER": "int64", "INT64": "int64", "FLOAT": "float64", "FLOAT64": "float64"}
+
+
+def bq_parameter(name: str, value: Any) -> Any:
+    """A typed BigQuery query parameter. Naive datetimes are UTC wall-clock times, as the
+    dashboard's queries pass them, and the marts' hours are TIMESTAMPs; a null is a
+    STRING (the only nullable parameter is the state filter)."""
+    from google.cloud import bigquery
+
+    if value is None or isinstance(value, str):
+        kind = "STRING"
+    elif isinstance(value, bool):
+        kind = "BOOL"
+    elif isinstance(value, int):
+        kind = "INT64"
+    elif isinstance(value, float):
+        kind = "FLOAT64"
+    elif isinstance(value, datetime):
+        kind = "TIMESTAMP"
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+    elif isinstance(value, date):
+        kind = "DATE"
+    else:
+        raise TypeError(f"no BigQuery type for query parameter {name}={value!r}")
+    return bigquery.ScalarQueryParameter(name, kind, value)
+
+
+class BigQuerySession(Session):
+    """Qualifies table names with the project and datasets, and turns ``$name`` into a
+    typed ``@name`` query parameter."""
+
+    def __init__(self, client: Any, project: str, datasets: Mapping[str, str], location: str):
+        self._client = client
+        self._project = project
+        self._datasets = datasets
+        self._location = location
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        import pandas as pd
+        from google.cloud import bigquery
+
+        values = dict(params or {})
+        config = bigquery.QueryJobConfig(
+            query_parameters=[bq_parameter(n, v) for n, v in values.items()]
+        )
+        text = re.sub(r"\$(\w+)", r"@\1", self.render(sql))
+        result = self._client.query(text, job_config=config, location=self._location).result()
+        # Rows to a frame directly: the marts' results are small, and this needs no
+        # db-dtypes; timestamps come back timezone-aware (UTC), dates as dates. Numbers
+        # get numeric columns (NaN for null) as DuckDB gives, also when there are no rows.
+        df = pd.DataFrame(
+            [list(row.values()) for row in result], columns=[f.name for f in result.schema]
+        )
+        for f in result.schema:
+            if f.field_type in _BQ_NUMBERS:
+                df[f.name] = (
+                    pd.to_numeric(df[f.name])
+                    if len(df)
+                    else df[f.name].astype(_BQ_NUMBERS[f.field_type])
+                )
+        return df
+
+    def tables(self, schema: str) -> set[str]:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            return {t.table_id for t in self._client.list_tables(self._dataset_id(schema))}
+        except NotFound:
+            return set()
+
+    def qualify(self, schema: str, table: str) -> str:
+        return f"`{self._dataset_id(schema)}.{table}`"
+
+    def _dataset_id(self, schema: str) -> str:
+        if schema not in self._datasets:
+            raise ValueError(f"no BigQuery dataset for schema {schema!r}")
+        return f"{self._project}.{self._datasets[schema]}"
+
+
 class BigQueryWarehouse(Warehouse):
+    """Raw tables in ``raw_dataset``, models in ``models_dataset``, through one client
+    (made on first use: the same credentials, location and API endpoint for the loads
+    and the dashboard's reads; BigQuery has no locks to respect)."""
+
     dbt_target: ClassVar[str] = "bigquery"
-    #: The swap is one multi-statement transaction over all raw tables.
-    transactional_load: ClassVar[bool] = True
-    #: gs:// lakes load by URI; a local lake is uploaded file by file.
-    loads_by_uri: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -131,21 +223,16 @@ class BigQueryWarehouse(Warehouse):
     ) -> None:
         if not project:
             raise UsageError("the BigQuery warehouse needs a project: set MUSIFY_BQ_PROJECT")
-        from google.cloud import bigquery
-
         self.project = project
         self.dataset = raw_dataset
         self.models_dataset = models_dataset
         self.location = location
-        if client is None:
-            options = {"api_endpoint": api_endpoint} if api_endpoint else None
-            client = bigquery.Client(
-                project=project,
-                credentials=credentials if credentials is not None else credentials_from_env(),
-                location=location,
-                client_options=options,
-            )
-        self.client: Any = client
+        self.api_endpoint = api_endpoint
+        self.credentials = credentials
+        self.datasets = {MODELS_SCHEMA: models_dataset, RAW_SCHEMA: raw_dataset}
+        self.description = f"BigQuery {project}.{models_dataset}"
+        self._client: Any = client
+        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BigQueryWarehouse:
@@ -156,6 +243,65 @@ class BigQueryWarehouse(Warehouse):
             location=settings.bq_location,
             api_endpoint=settings.bq_api_endpoint,
         )
+
+    @property
+    def client(self) -> Any:
+        """The client (made on first use); WarehouseUnavailable when it cannot be made
+        (e.g. no credentials: google.auth's errors)."""
+        with self._lock:
+            if self._client is None:
+                from google.cloud import bigquery
+
+                options = {"api_endpoint": self.api_endpoint} if self.api_endpoint else None
+                try:
+                    self._client = bigquery.Client(
+                        project=self.project,
+                        credentials=self.credentials
+                        if self.credentials is not None
+                        else credentials_from_env(),
+                        location=self.location,
+                        client_options=options,
+                    )
+                except MusifyError:
+                    raise
+                except Exception as exc:
+                    raise WarehouseUnavailable(
+                        f"cannot connect to {self.description}: {exc}"
+                    ) from None
+            return self._client
+
+    def data_version(self) -> object:
+        # When the marts or the publish records last changed: one metadata call per
+        # table, no query job. Any failure means unknown (so nothing is cached).
+        from google.api_core.exceptions import NotFound
+
+        tables = [(MODELS_SCHEMA, m) for m in MARTS] + [(RAW_SCHEMA, PUBLISHED_HOURS)]
+        stamps: list[object] = []
+        try:
+            client = self.client
+            for schema, table in tables:
+                try:
+                    got = client.get_table(f"{self.project}.{self.datasets[schema]}.{table}")
+                except NotFound:
+                    stamps.append(None)
+                else:
+                    stamps.append((got.modified, got.num_rows))
+        except Exception:
+            return None
+        return tuple(stamps)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        from google.api_core.exceptions import GoogleAPIError
+        from google.auth.exceptions import GoogleAuthError
+        from requests.exceptions import ConnectionError, Timeout
+
+        client = self.client
+        try:
+            yield BigQuerySession(client, self.project, self.datasets, self.location)
+        except (GoogleAPIError, GoogleAuthError, ConnectionError, Timeout) as exc:
+            # Shown on the page instead of a stack trace; the message says what failed.
+            raise WarehouseUnavailable(f"{self.description}: {exc}") from None
 
     def table_id(self, table: str) -> str:
         return f"{self.project}.{self.dataset}.{table}"
@@ -407,4 +553,5 @@ class BigQueryWarehouse(Warehouse):
         self.client.query(script, location=self.location).result()
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()

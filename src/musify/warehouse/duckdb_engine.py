@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from musify.errors import MusifyError
 from musify.events import TOPIC_NAMES
 from musify.lake import Lake
 from musify.warehouse.base import (
+    MODELS_SCHEMA,
     PUBLISHED_HOURS,
+    RAW_SCHEMA,
     CorruptLakeFile,
     LoadResult,
+    Session,
     Warehouse,
+    WarehouseBusy,
+    WarehouseMissing,
+    WarehouseUnavailable,
     hour_label,
     hours_between,
     plan_load,
 )
 from musify.warehouse.raw import SONG_METADATA, lake_columns, raw_columns, song_metadata_columns
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from musify.settings import Settings
 
 _SQL_TYPES = {
     "string": "VARCHAR",
@@ -30,12 +43,12 @@ _SQL_TYPES = {
     "boolean": "BOOLEAN",
     "timestamp": "TIMESTAMP",
 }
-RAW_SCHEMA = "raw"
-#: Where dbt builds the models (dbt/profiles.yml's schema).
-MODELS_SCHEMA = "analytics"
 
 __all__ = [
+    "MODELS_SCHEMA",
+    "RAW_SCHEMA",
     "CorruptLakeFile",
+    "DuckDBSession",
     "DuckDBWarehouse",
     "WarehouseUnreadable",
     "hours_between",
@@ -134,19 +147,104 @@ def unreadable_reason(path: Path) -> str | None:
     return None
 
 
-class DuckDBWarehouse(Warehouse):
-    dbt_target: ClassVar[str] = "duckdb"
-    #: DuckDB transactions span tables: a load is all or nothing.
-    transactional_load: ClassVar[bool] = True
-    #: read_parquet reads local files (and gs:// through a registered filesystem).
-    loads_by_uri: ClassVar[bool] = True
+class DuckDBSession(Session):
+    def __init__(self, con: Any) -> None:
+        self._con = con
 
-    def __init__(self, path: Path, *, lock_wait_s: float = 60.0) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.con: Any = connect(path, wait_s=lock_wait_s)
-        self.con.execute("SET TimeZone = 'UTC'")
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        df: pd.DataFrame = self._con.execute(self.render(sql), dict(params or {})).df()
+        return df
+
+    def tables(self, schema: str) -> set[str]:
+        rows = self._con.execute(
+            "select table_name from information_schema.tables where table_schema = ?",
+            [schema],
+        ).fetchall()
+        return {str(r[0]) for r in rows}
+
+    def qualify(self, schema: str, table: str) -> str:
+        return f'"{schema}"."{table}"'
+
+
+class DuckDBWarehouse(Warehouse):
+    """The warehouse file. The write side holds one connection, opened on first use and
+    waiting up to ``lock_wait_s`` for another writer. DuckDB allows one writing process,
+    and while it writes, others cannot even open the file read-only: so each read
+    session opens a short-lived read-only connection (never held between refreshes,
+    which would block the batch), retries briefly on a lock conflict, and then raises
+    ``WarehouseBusy`` (the dashboard shows its last results)."""
+
+    dbt_target: ClassVar[str] = "duckdb"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        lock_wait_s: float = 60.0,
+        read_retries: int = 5,
+        read_retry_delay_s: float = 0.2,
+    ) -> None:
+        self.path = Path(path)
+        self.description = f"DuckDB {self.path}"
+        self.lock_wait_s = lock_wait_s
+        self.read_retries = read_retries
+        self.read_retry_delay_s = read_retry_delay_s
+        self._con: Any = None
         self._remote_fs = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DuckDBWarehouse:
+        return cls(settings.warehouse_path)
+
+    @property
+    def con(self) -> Any:
+        """The write connection (opened on first use)."""
+        if self._con is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._con = connect(self.path, wait_s=self.lock_wait_s)
+            self._con.execute("SET TimeZone = 'UTC'")
+        return self._con
+
+    def data_version(self) -> object:
+        # The file, and the write-ahead log beside it, change on every commit.
+        stamps: list[tuple[int, int]] = []
+        for p in (self.path, self.path.with_name(self.path.name + ".wal")):
+            try:
+                st = os.stat(p)
+            except FileNotFoundError:
+                stamps.append((0, 0))
+            else:
+                stamps.append((st.st_mtime_ns, st.st_size))
+        return tuple(stamps)
+
+    def _connect_read_only(self) -> Any:
+        import duckdb
+
+        if not self.path.exists():
+            raise WarehouseMissing(f"no warehouse at {self.path}")
+        attempt = 0
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=True)
+            except duckdb.IOException as exc:
+                if not is_lock_conflict(exc):
+                    if not self.path.exists():
+                        raise WarehouseMissing(f"no warehouse at {self.path}") from None
+                    raise WarehouseUnavailable(f"cannot open {self.path}: {exc}") from None
+                attempt += 1
+                if attempt > self.read_retries:
+                    raise WarehouseBusy(
+                        f"{self.path} is locked by another process (a batch is writing)"
+                    ) from None
+                time.sleep(self.read_retry_delay_s * attempt)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        con = self._connect_read_only()
+        try:
+            yield DuckDBSession(con)
+        finally:
+            con.close()
 
     def ensure_raw_tables(self) -> None:
         self.con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
@@ -310,7 +408,9 @@ class DuckDBWarehouse(Warehouse):
             raise
 
     def close(self) -> None:
-        self.con.close()
+        if self._con is not None:
+            self._con.close()
+            self._con = None
 
 
 def _naive(dt: datetime) -> datetime:
