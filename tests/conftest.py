@@ -38,6 +38,35 @@ def shared_file(*parts: str) -> Path:
     return path
 
 
+#: What a test needs that costs seconds: a broker, a JVM, an emulator, a browser, Airflow.
+#: A test using one of these fixtures (directly or through another fixture), or marked
+#: with one of these markers, is ``medium`` unless marked ``slow``.
+MEDIUM_FIXTURES = frozenset(
+    {"spark", "broker", "bq_emulator", "bq_settings", "gcs_emulator", "gcs_bucket"}
+)
+MEDIUM_MARKERS = frozenset({"broker", "spark", "airflow", "browser"})
+#: The cost markers (SQLMesh's style): every test gets exactly one. ``make test-quick``
+#: runs the ``fast`` ones.
+COSTS = ("fast", "medium", "slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give every test without a cost marker its cost: ``medium`` when it needs what
+    costs seconds (above), else ``fast``."""
+    for item in items:
+        marks = {m.name for m in item.iter_markers()}
+        given = marks & set(COSTS)
+        if len(given) > 1:
+            raise pytest.UsageError(f"{item.nodeid}: one cost marker, not {sorted(given)}")
+        if given:
+            continue
+        needs = set(getattr(item, "fixturenames", ()))
+        if marks & MEDIUM_MARKERS or needs & MEDIUM_FIXTURES:
+            item.add_marker(pytest.mark.medium)
+        else:
+            item.add_marker(pytest.mark.fast)
+
+
 @functools.cache
 def lock_tool() -> ModuleType:
     """requirements/lock.py: a script, not a package (it runs before any venv exists)."""

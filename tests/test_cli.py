@@ -32,6 +32,7 @@ def musify(
     )
 
 
+@pytest.mark.medium  # musify generate in a subprocess: seconds
 def test_generate_to_files_with_json_summary(tmp_path: Path) -> None:
     r = musify(
         "generate",
@@ -56,6 +57,7 @@ def test_generate_to_files_with_json_summary(tmp_path: Path) -> None:
     assert (tmp_path / "home" / "cache").is_dir(), "local state lives under MUSIFY_HOME"
 
 
+@pytest.mark.medium  # musify generate in a subprocess: seconds
 def test_generate_to_stdout(tmp_path: Path) -> None:
     r = musify(
         "generate",
@@ -191,6 +193,7 @@ def test_help_still_works(tmp_path: Path) -> None:
     assert bare.returncode == 2 and "Usage" in bare.stdout + bare.stderr
 
 
+@pytest.mark.medium  # musify generate in a subprocess: seconds
 def test_a_full_disk_is_one_line_naming_the_file(tmp_path: Path) -> None:
     full = Path("/dev/full")  # every write fails with ENOSPC
     if not full.exists():

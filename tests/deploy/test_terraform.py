@@ -152,6 +152,7 @@ def test_terraform_fmt_check() -> None:
     assert res.retcode == 0, f"terraform fmt would change:\n{res.value}{res.error}"
 
 
+@pytest.mark.medium  # checkov from its own venv: seconds
 def test_checkov_finds_no_failed_check(tmp_path: Path) -> None:
     checkov = venv_tool("checkov", REPO / ".venv-tools")
     res = subprocess.run(

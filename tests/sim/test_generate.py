@@ -172,6 +172,7 @@ def _run_bytes(tmp: Path, run_generator: Runner, **kw: Any) -> dict[str, bytes]:
     return {t: (out / f"{t}.jsonl").read_bytes() for t in TOPICS}
 
 
+@pytest.mark.medium  # four generator runs: seconds
 def test_same_seed_same_bytes_whatever_the_workers(tmp_path: Path, run_generator: Runner) -> None:
     one = _run_bytes(tmp_path / "a", run_generator, seed=5, workers=1)
     two = _run_bytes(tmp_path / "b", run_generator, seed=5, workers=2)
@@ -224,6 +225,7 @@ def _count_sessions_per_user(lines: list[bytes]) -> float:
     return sum(len(s) for s in sessions.values()) / max(1, len(sessions))
 
 
+@pytest.mark.medium  # a simulation long enough for a rate: seconds
 def test_attrition_is_a_rate(example_config: Path) -> None:
     """eventsim's --attrition-rate > 0 removed every user after one session (§9.2)."""
 

@@ -218,6 +218,7 @@ def _children(pid: int) -> list[int]:
     return kids
 
 
+@pytest.mark.medium  # worker processes started and killed: seconds
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 def test_workers_exit_when_the_generator_is_killed(tmp_path: Path) -> None:
     import os
