@@ -6,6 +6,8 @@ imports. The order is the pipeline's: the foundation (errors, settings, logs, th
 schema, process and lock helpers), the simulation, the broker, the lake's tables, the
 stream, the live layer, the warehouse, the hourly batch, orchestration, the dashboard,
 and the CLI on top (docs/architecture.md).
+
+In ``tests``, no test module imports another: what several share lives in a helper module.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import musify
 
 ROOT = Path(musify.__file__).parent
+TESTS = Path(__file__).parent
 
 #: Lowest first. A module's layer is that of its top-level name under ``musify``.
 LAYERS: tuple[frozenset[str], ...] = (
@@ -74,3 +77,33 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     source.write_text("def f():\n    from musify.broker.kafka import KafkaSink\n")
     (target,) = imports_of(source)
     assert layer_of(target) > layer_of("musify.sim.runner")
+
+
+def imported_test_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of each import in ``path`` of a module named ``test_*``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = "." * node.level + (node.module or "")
+            modules = [base]
+            if node.level or base == "tests" or base.startswith("tests."):
+                # ``from tests.stream import test_job`` imports the module test_job
+                sep = "" if base.endswith(".") else "."
+                modules += [f"{base}{sep}{alias.name}" for alias in node.names]
+        else:
+            continue
+        found += [(node.lineno, m) for m in modules if m.split(".")[-1].startswith("test_")]
+    return sorted(set(found))
+
+
+def test_no_test_module_imports_another() -> None:
+    found = []
+    modules = sorted(TESTS.rglob("test_*.py"))
+    assert len(modules) > 50
+    for path in modules:
+        for line, module in imported_test_modules(path):
+            found.append(f"{path.relative_to(TESTS.parent)}:{line} imports {module}")
+    message = "test modules importing test modules (move the helper out):\n" + "\n".join(found)
+    assert not found, message

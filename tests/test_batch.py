@@ -15,7 +15,7 @@ from musify.events import TOPIC_NAMES
 from musify.lake import Lake
 from musify.lake.writer import write_events
 from musify.settings import Settings
-from tests.warehouse.test_load import START, events
+from tests.warehouse.lake_events import START, events
 
 pytestmark = [pytest.mark.slow]
 

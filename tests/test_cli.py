@@ -13,7 +13,7 @@ import pytest
 
 from musify.settings import Settings
 from musify.sim.config import BUILTIN_CONFIG
-from tests.test_locks import hold_lock
+from tests.locking import hold_lock
 
 
 def musify(

@@ -153,8 +153,8 @@ def test_a_duckdb_warehouse_loads_a_gcs_lake(
 ) -> None:
     """The embedded warehouse over a bucket: DuckDB reads gs:// through gcsfs."""
     from musify.lake.writer import write_events
-    from tests.warehouse.test_load import START as FIRST
-    from tests.warehouse.test_load import events
+    from tests.warehouse.lake_events import START as FIRST
+    from tests.warehouse.lake_events import events
 
     evs = events(musify_cache, users=60, hours=2)
     lake = Lake(f"gs://{gcs_bucket}/lake", f"sqlite:///{tmp_path / 'catalog.db'}")

@@ -1,13 +1,5 @@
 from musify.events import AUTH_EVENTS, LISTEN_EVENTS, PAGE_VIEW_EVENTS, TOPICS, check_event
-
-DEVICE = {
-    "city": "Agawam",
-    "zip": "01001",
-    "state": "MA",
-    "userAgent": "UA",
-    "lon": -72.6,
-    "lat": 42.1,
-}
+from tests.sample_events import DEVICE
 
 
 def listen(**kw: object) -> dict[str, object]:

@@ -7,36 +7,12 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from musify import locks
-
-_HOLDER = (
-    "import sys, time; from pathlib import Path; from musify import locks; "
-    "held = locks.acquire(Path(sys.argv[1]), 'the test holder'); "
-    "print('held', flush=True); time.sleep(600)"
-)
-
-
-@contextmanager
-def hold_lock(path: Path) -> Iterator[subprocess.Popen[str]]:
-    """Another process holding the lock at ``path`` until the block ends (or it is
-    killed); it exits on SIGTERM, as ``musify up`` does."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(path)], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
+from tests.locking import hold_lock
 
 
 def test_a_second_holder_is_refused_with_the_first_ones_pid(tmp_path: Path) -> None:

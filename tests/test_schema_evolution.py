@@ -21,8 +21,8 @@ from musify.lake import Lake
 from musify.orchestration import hourly
 from musify.settings import Settings
 from tests.lake.conftest import table_rows
-from tests.stream.test_job import START, produce, stream_once
-from tests.warehouse.test_load import events
+from tests.stream.streaming import START, produce, stream_once
+from tests.warehouse.lake_events import events
 
 pytestmark = [pytest.mark.slow, pytest.mark.spark, pytest.mark.broker]
 

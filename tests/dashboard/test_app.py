@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from musify.dashboard import app as app_module
 from musify.settings import Settings
 from tests.dashboard.conftest import APP, FIRST_DAY, LAST_DAY, Facts, metrics, midnight, text
-from tests.dashboard.test_backend import writer_holding
+from tests.dashboard.warehouse_writer import writer_holding
 
 STREAMS = (
     "select count(*) from analytics.fact_streams f"

@@ -18,32 +18,7 @@ from musify.errors import UsageError
 from musify.settings import Settings
 from musify.warehouse import Reader, Session, WarehouseBusy, WarehouseMissing
 from musify.warehouse.duckdb_engine import DuckDBWarehouse
-
-HOLD_LOCK = """
-import sys, duckdb
-con = duckdb.connect(sys.argv[1])
-print("locked", flush=True)
-sys.stdin.read()
-con.close()
-"""
-
-
-@contextmanager
-def writer_holding(path: Path) -> Iterator[None]:
-    """Another process with the warehouse open for writing, as ``musify batch`` has it."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
-        yield
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(timeout=30)
+from tests.dashboard.warehouse_writer import writer_holding
 
 
 def small_warehouse(path: Path) -> Path:

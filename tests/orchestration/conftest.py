@@ -13,7 +13,7 @@ from musify.lake import Lake
 from musify.lake.writer import write_events
 from musify.settings import Settings
 from musify.stream.status import status_path
-from tests.warehouse.test_load import START, events
+from tests.warehouse.lake_events import START, events
 
 HOURS = 3
 

@@ -18,7 +18,7 @@ import pytest
 from musify.orchestration import airflow_env
 from musify.settings import Settings
 from tests.conftest import _free_port
-from tests.warehouse.test_load import START
+from tests.warehouse.lake_events import START
 
 pytestmark = [pytest.mark.airflow]
 

@@ -13,7 +13,7 @@ import pytest
 
 from musify.orchestration import airflow_env, hourly
 from musify.settings import Settings
-from tests.warehouse.test_load import START
+from tests.warehouse.lake_events import START
 
 pytestmark = [pytest.mark.airflow]
 

@@ -16,7 +16,7 @@ from musify.errors import UsageError
 from musify.lake import Lake
 from musify.orchestration import hourly
 from tests.orchestration.conftest import HOURS, set_watermark
-from tests.warehouse.test_load import START
+from tests.warehouse.lake_events import START
 
 END = START + timedelta(hours=HOURS)
 

@@ -29,7 +29,7 @@ from musify.orchestration.stack import (
 from musify.orchestration.status import collect
 from musify.settings import Settings
 from musify.sim.clock import parse_duration
-from tests.test_locks import hold_lock
+from tests.locking import hold_lock
 
 NOW = datetime(2024, 3, 18, 10, 25, 7, tzinfo=UTC)
 

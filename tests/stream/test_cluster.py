@@ -20,7 +20,7 @@ import pytest
 
 from musify.broker.local import free_port
 from musify.lake import Lake
-from tests.stream.test_job import lake_counts, produce
+from tests.stream.streaming import lake_counts, produce
 
 pytestmark = [pytest.mark.spark, pytest.mark.broker, pytest.mark.slow]
 

@@ -15,7 +15,7 @@ from musify.settings import Settings
 from musify.stream import StreamOptions, run_stream
 from musify.stream import job as stream_job
 from musify.stream.guard import checkpoint_key, lock_path
-from tests.test_locks import hold_lock
+from tests.locking import hold_lock
 
 
 @pytest.fixture

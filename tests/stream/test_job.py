@@ -25,77 +25,20 @@ import pyarrow.parquet as pq
 import pytest
 
 from musify.broker.local import free_port, running_broker
-from musify.broker.produce import produce_events
 from musify.events import TOPIC_NAMES
 from musify.lake import QUARANTINE, Lake
 from musify.lake.read import plan
 from musify.settings import Settings
-from musify.sim import GenerateOptions
-from musify.sim.config import BUILTIN_CONFIG
 from musify.sim.faults import FaultRates
-from musify.stream.job import StreamSummary
 from musify.stream.status import StatusRecord
 from tests.lake.conftest import table_rows, unreferenced_data_files
+from tests.stream.streaming import START, lake_counts, produce, stream_once
 
 pytestmark = [pytest.mark.spark, pytest.mark.broker, pytest.mark.slow]
-
-START = datetime(2024, 3, 18, tzinfo=UTC)
-
-
-def produce(
-    bootstrap: str,
-    cache: Path,
-    *,
-    users: int = 150,
-    day: int = 0,
-    seed: int = 1,
-    first_user_id: int = 1,
-    faults: FaultRates | None = None,
-    manifest: Path | None = None,
-) -> dict[str, int]:
-    opts = GenerateOptions(
-        config=BUILTIN_CONFIG,
-        n_users=users,
-        start=START + timedelta(days=day),
-        days=1,
-        seed=seed,
-        first_user_id=first_user_id,
-        workers=1,
-        cache_dir=cache,
-        faults=faults,
-        fault_manifest=manifest,
-    )
-    counts: dict[str, int] = produce_events(opts, bootstrap).events
-    return counts
-
-
-def lake_counts(lake_root: Path) -> dict[str, int]:
-    """Rows per topic read through the tables, checking Kafka coordinates are unique."""
-    out = {}
-    for t in TOPIC_NAMES:
-        got = table_rows(lake_root, t, ("kafka_partition", "kafka_offset"))
-        coords = set(
-            zip(
-                got.column("kafka_partition").to_pylist(),
-                got.column("kafka_offset").to_pylist(),
-                strict=True,
-            )
-        )
-        assert len(coords) == got.num_rows, f"{t}: a Kafka message appears twice in the lake"
-        out[t] = got.num_rows
-    return out
 
 
 def quarantine_count(lake_root: Path) -> int:
     return int(table_rows(lake_root, QUARANTINE, ("kafka_offset",)).num_rows)
-
-
-def stream_once(home: Path, bootstrap: str, **kw: Any) -> StreamSummary:
-    from musify.stream import StreamOptions, run_stream
-
-    settings = Settings(home=home)
-    opts = StreamOptions(bootstrap_servers=bootstrap, until_caught_up=True, master="local[2]", **kw)
-    return run_stream(settings, opts)
 
 
 def test_lands_exactly_the_generated_events(
@@ -296,7 +239,7 @@ def test_watermark_covers_every_acknowledged_message(
     from musify.broker.kafka import ensure_topics
     from musify.stream import StreamOptions, run_stream
     from musify.stream.status import watermark
-    from tests.stream.test_parse import listen
+    from tests.stream.messages import listen
 
     bootstrap, _, _ = broker
     home = tmp_path / "home"
@@ -392,7 +335,7 @@ def test_warmup_period_then_the_long_one_loses_and_repeats_nothing(
 
     from musify.broker.kafka import ensure_topics
     from musify.stream import StreamOptions, run_stream
-    from tests.stream.test_parse import listen
+    from tests.stream.messages import listen
 
     bootstrap, _, _ = broker
     home = tmp_path / "home"
@@ -467,7 +410,7 @@ def test_an_idle_trigger_moves_the_watermark_on_without_a_batch(
     from musify.broker.kafka import ensure_topics
     from musify.stream import StreamOptions, run_stream
     from musify.stream.status import last_record, log_path, parse_watermark
-    from tests.stream.test_parse import listen
+    from tests.stream.messages import listen
 
     bootstrap, _, _ = broker
     settings = Settings(home=tmp_path / "home")

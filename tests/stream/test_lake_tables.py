@@ -25,7 +25,7 @@ from musify.lake import Lake
 from musify.lake.maintenance import maintain
 from musify.lake.read import plan
 from tests.lake.conftest import unreferenced_data_files
-from tests.stream.test_job import START, lake_counts, produce
+from tests.stream.streaming import START, lake_counts, produce
 
 pytestmark = [pytest.mark.spark, pytest.mark.broker, pytest.mark.slow]
 

@@ -14,32 +14,9 @@ from musify.lake import schema
 from musify.lake.schema import lake_schema
 from musify.stream import parse
 from musify.stream.parse import check_message, parse_values
-from tests.test_events import DEVICE
+from tests.stream.messages import listen
 
-USER = {
-    "userId": 7,
-    "lastName": "Doe",
-    "firstName": "Jo",
-    "gender": "F",
-    "registration": 1_700_000_000_000,
-}
 LISTEN = TOPICS["listen_events"]
-
-
-def listen(**kw: Any) -> dict[str, Any]:
-    return {
-        "artist": "A",
-        "song": "S",
-        "duration": 201.5,
-        "ts": 1_710_774_000_000,
-        "sessionId": 3,
-        "auth": "Logged In",
-        "level": "paid",
-        "itemInSession": 4,
-        **DEVICE,
-        **USER,
-        **kw,
-    }
 
 
 def without(event: dict[str, Any], name: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from musify.orchestration import hourly
 from musify.settings import Settings
 from musify.stream import status
 from tests.lake.conftest import table_rows
-from tests.stream.test_job import START, produce, stream_once
+from tests.stream.streaming import START, produce, stream_once
 
 pytestmark = [pytest.mark.spark, pytest.mark.broker, pytest.mark.slow]
 

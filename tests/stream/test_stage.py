@@ -16,8 +16,8 @@ from musify.events import TOPICS
 from musify.lake.schema import QUARANTINE_SCHEMA, lake_schema
 from musify.stream import stage
 from musify.stream.stage import RESULT_SCHEMA, StagingError, collect_results, stage_partition
-from tests.stream.test_parse import listen
-from tests.test_events import DEVICE
+from tests.sample_events import DEVICE
+from tests.stream.messages import listen
 
 LISTEN = TOPICS["listen_events"]
 INGESTED = datetime(2024, 3, 19, 1, 2, 3, tzinfo=UTC)

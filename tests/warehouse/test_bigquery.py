@@ -19,7 +19,7 @@ from musify.warehouse.base import CorruptLakeFile, hours_between
 from musify.warehouse.bigquery_engine import BQ_TYPES, BigQueryWarehouse, bigquery_schema
 from musify.warehouse.raw import raw_columns
 from tests.conftest import shared_file
-from tests.warehouse.test_load import START, events
+from tests.warehouse.lake_events import START, events
 
 SIX_HOURS = hours_between(START, START + timedelta(hours=6))
 #: Working tables that hold one run's delta by design.

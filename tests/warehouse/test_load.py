@@ -6,35 +6,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from musify.events import TOPIC_NAMES
 from musify.lake import Lake
 from musify.lake.read import MissingLakeFile, plan
 from musify.lake.writer import write_events
-from musify.sim import GenerateOptions, MemorySink, plan_run, run
-from musify.sim.config import BUILTIN_CONFIG
 from musify.warehouse.duckdb_engine import CorruptLakeFile, DuckDBWarehouse, hours_between
-
-START = datetime(2024, 3, 18, tzinfo=UTC)
-
-
-def events(cache: Path, users: int = 200, hours: int = 6) -> dict[str, list[dict[str, Any]]]:
-    plan = plan_run(
-        GenerateOptions(
-            config=BUILTIN_CONFIG,
-            n_users=users,
-            start=START,
-            days=hours / 24,
-            seed=4,
-            workers=1,
-            cache_dir=cache,
-        )
-    )
-    sink = MemorySink()
-    run(plan, sink)
-    return {t: [orjson.loads(x) for x in sink.lines[t]] for t in TOPIC_NAMES}
+from tests.warehouse.lake_events import START, events
 
 
 @pytest.fixture

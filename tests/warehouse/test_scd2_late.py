@@ -20,7 +20,7 @@ from musify.batch import run_batch
 from musify.lake import Lake
 from musify.lake.writer import write_events
 from musify.settings import Settings
-from tests.warehouse.test_load import START, events
+from tests.warehouse.lake_events import START, events
 
 pytestmark = pytest.mark.slow
 HOUR_MS = 3_600_000

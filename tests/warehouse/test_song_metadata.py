@@ -20,7 +20,7 @@ from musify.sim import GenerateOptions, MemorySink, plan_run, run
 from musify.sim.config import BUILTIN_CONFIG
 from musify.warehouse.song_metadata import read_song_metadata
 from tests.conftest import shared_file
-from tests.warehouse.test_load import START
+from tests.warehouse.lake_events import START
 
 
 def _songs(path: Path) -> list[tuple[Any, ...]]:
