@@ -23,7 +23,7 @@ LOCKS    := requirements
 UV_PIP   := UV_BUILD_CONSTRAINT=$(LOCKS)/build.txt $(UV) pip
 SYNC     := $(UV_PIP) sync --quiet --require-hashes --index-url https://pypi.org/simple
 
-.PHONY: install lock test-latest run test test-quick lint typecheck bench clean dbt-sources
+.PHONY: install lock test-latest run test test-quick lint typecheck bench docs clean dbt-sources
 
 install: $(STAMP) $(TOOLS_STAMP) $(AIRFLOW_STAMP) $(BQEMU_STAMP)
 
@@ -97,6 +97,17 @@ typecheck: install
 
 bench: install
 	$(BIN)/python -m benchmarks
+
+# The dbt project's documentation site, one static HTML file (models, columns, tests,
+# exposures, lineage; the catalog from the local warehouse when there is one):
+# $(MUSIFY_HOME)/dbt-docs/static_index.html.
+DOCS_HOME := $(abspath $(or $(MUSIFY_HOME),.musify))
+docs: install
+	mkdir -p $(DOCS_HOME)
+	cd src/musify/dbt && MUSIFY_WAREHOUSE=$(DOCS_HOME)/warehouse.duckdb $(abspath $(BIN))/dbt \
+		docs generate --static --quiet --profiles-dir . --target duckdb \
+		--target-path $(DOCS_HOME)/dbt-docs --log-path $(DOCS_HOME)/logs/dbt
+	@echo "dbt docs: $(DOCS_HOME)/dbt-docs/static_index.html"
 
 # The dbt sources of the raw tables are derived from src/musify/events.py.
 dbt-sources: install

@@ -60,3 +60,32 @@ def test_every_model_python_reads_is_a_table_of_the_dbt_project(
 def test_the_dashboards_queries_name_only_the_marts() -> None:
     named = set(re.findall(r"\{analytics\.(\w+)\}", inspect.getsource(queries)))
     assert named == set(MARTS), named ^ set(MARTS)
+
+
+@pytest.mark.slow
+def test_the_models_python_reads_are_documented_and_each_mart_feeds_a_tile(
+    manifest: dict[str, Any],
+) -> None:
+    found = models(manifest)
+    undocumented = sorted(
+        f"{name}.{col}"
+        for name in READ_MODELS
+        for col, spec in found[name]["columns"].items()
+        if not spec.get("description")
+    )
+    assert not undocumented, f"columns without a description: {undocumented}"
+    assert all(found[name]["description"] for name in READ_MODELS)
+    fed = {
+        node.rsplit(".", 1)[-1]
+        for exposure in manifest["exposures"].values()
+        for node in exposure["depends_on"]["nodes"]
+    }
+    assert set(MARTS) <= fed, f"marts no exposure reads: {sorted(set(MARTS) - fed)}"
+    # every mart's grain is tested
+    grains = {
+        n["attached_node"].rsplit(".", 1)[-1]
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "test"
+        and n.get("test_metadata", {}).get("name") == "unique_combination"
+    }
+    assert set(MARTS) <= grains, f"marts without a grain test: {sorted(set(MARTS) - grains)}"

@@ -96,6 +96,13 @@ sources:
       deliveries of an event (same sessionId, itemInSession) may be present; staging
       removes them.
     schema: "{{ var('raw_schema', 'raw') }}"
+    config:
+      # `dbt source freshness`: the hourly batch loads every hour, so raw rows loaded
+      # more than 2 (6) hours ago mean the batch has stopped.
+      loaded_at_field: loaded_at
+      freshness:
+        warn_after: {count: 2, period: hour}
+        error_after: {count: 6, period: hour}
     tables:
 """
 _EXTRA_DOCS = {
@@ -130,7 +137,9 @@ def dbt_sources_yaml() -> str:
                 out.append(f'            description: "{doc}"\n')
     out.append(
         f"      - name: {SONG_METADATA}\n"
-        f'        description: "{_SONG_METADATA_DOC}"\n        columns:\n'
+        f'        description: "{_SONG_METADATA_DOC}"\n'
+        "        config:\n          freshness: null  # replaced only when the file changes\n"
+        "        columns:\n"
     )
     for col, typ in song_metadata_columns():
         out.append(f"          - name: {col}\n            data_type: {typ}\n")

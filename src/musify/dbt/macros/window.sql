@@ -103,11 +103,20 @@
 
 {#- Generic tests on large models take `where: "__window__"` (or "__window__:column")
     to check only the load window's rows (every row on a full build), so a test's cost
-    follows the hour, not the history. Other `where` values work as in dbt. -#}
+    follows the hour, not the history; `"__window_days__:column"` for a date column
+    checks the days the window touches. Other `where` values work as in dbt. -#}
 {% macro get_where_subquery(relation) -%}
   {%- set where = config.get('where') -%}
   {%- if where -%}
-    {%- if where.startswith('__window__') -%}
+    {%- if where.startswith('__window_days__') -%}
+      {#- a date column: the days the window touches (BigQuery compares no DATE with a
+          TIMESTAMP) -#}
+      {%- set column = where.split(':')[1] -%}
+      {%- set where -%}
+        ({{ column }} >= cast({{ window_start() }} as date)
+          and {{ column }} <= cast({{ window_end() }} as date))
+      {%- endset -%}
+    {%- elif where.startswith('__window__') -%}
       {%- set column = where.split(':')[1] if ':' in where else 'event_hour' -%}
       {%- set where = in_window(column) -%}
     {%- endif -%}
