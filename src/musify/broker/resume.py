@@ -9,7 +9,9 @@ message of every partition (``read_last_messages``), regenerates the run from it
 start and drops, per partition, the events up to and including that message
 (``ResumeFilter``): events in event-time order, so everything earlier than the last
 message's ``ts`` is present, and among events with the same ``ts`` the order of
-generation decides, up to the one whose bytes equal the last message.
+generation decides, up to the one whose bytes equal the last message. Before that,
+``_check_resume_point`` makes sure the topics' ends come from one run of ours
+(``KafkaSink.prepare`` in ``musify.broker.kafka`` calls it).
 
 A continuous run's output also depends on when it switched from hour-long history
 chunks to one-second live steps (``live_from``); the sink records that time in a
@@ -27,6 +29,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from musify.broker.partitioner import partition_for
 from musify.errors import BrokerError, UsageError
 from musify.sim.clock import from_epoch
 
@@ -196,6 +199,30 @@ def _read_to_end(
     finally:
         consumer.unassign()
     return last
+
+
+def _check_resume_point(
+    last: Mapping[str, Mapping[int, LastMessage]], counts: Mapping[str, int]
+) -> tuple[int, float] | None:
+    """Are the topics' ends from a run of ours? Returns the live switch they record."""
+    lives = set()
+    for topic, parts in last.items():
+        for m in parts.values():
+            if m.key is None or partition_for(m.key, counts[topic]) != m.partition:
+                raise UsageError(
+                    f"cannot resume: {m.where()} ends with a message keyed {m.key!r}, "
+                    "which Kafka's default partitioner does not place there; the topic "
+                    "was not written by `musify generate` (or its partitions changed)"
+                )
+            if m.live is not None:
+                lives.add(m.live)
+    if len(lives) > 1:
+        raise UsageError(
+            "cannot resume: the topics' last messages come from continuous runs that "
+            f"switched to live time at different moments ({sorted(lives)}): they hold "
+            "more than one run"
+        )
+    return lives.pop() if lives else None
 
 
 class ResumeFilter:
