@@ -166,15 +166,31 @@ LISTEN_PAGE = "NextSong"
 LOGIN_PAGE = "Login"
 STATUS_CHANGE_PAGES = frozenset({"Submit Upgrade", "Submit Downgrade", "Cancel"})
 
-_PY_TYPES: dict[FieldType, tuple[type, ...]] = {
-    FieldType.STRING: (str,),
-    FieldType.INT: (int,),
-    FieldType.LONG: (int,),
-    FieldType.DOUBLE: (float, int),
-    FieldType.BOOLEAN: (bool,),
-    FieldType.TIMESTAMP_MS: (int,),
+#: Epoch milliseconds of 0001-01-01 and 10000-01-01: the timestamps the contract allows
+#: (every engine downstream, the lake's Parquet included, can hold them).
+TS_RANGE_MS = (-62_135_596_800_000, 253_402_300_800_000)
+#: [low, high) of each integer type.
+INT_RANGES: dict[FieldType, tuple[int, int]] = {
+    FieldType.INT: (-(2**31), 2**31),
+    FieldType.LONG: (-(2**63), 2**63),
+    FieldType.TIMESTAMP_MS: TS_RANGE_MS,
 }
-_INT_RANGES = {FieldType.INT: 2**31, FieldType.LONG: 2**63, FieldType.TIMESTAMP_MS: 2**63}
+
+
+def wrong_type(kind: FieldType, value: Any) -> bool:
+    """Whether a non-null JSON value breaks a field's type: the contract's one type
+    rule, which the generator's checks (``check_event``) and the stream's quarantine
+    (``musify.stream.parse``) both apply. A boolean is not a number, an integer is a
+    double, and integers must lie in their type's range."""
+    t = type(value)
+    if kind is FieldType.STRING:
+        return t is not str
+    if kind is FieldType.BOOLEAN:
+        return t is not bool
+    if kind is FieldType.DOUBLE:
+        return t is not float and t is not int
+    low, high = INT_RANGES[kind]
+    return t is not int or not low <= value < high
 
 
 def check_event(topic: Topic, event: Any) -> str | None:
@@ -195,12 +211,9 @@ def check_event(topic: Topic, event: Any) -> str | None:
             if f.required:
                 return f"field {f.name!r} is null"
             continue
-        allowed = _PY_TYPES[f.type]
-        if isinstance(value, bool) and f.type is not FieldType.BOOLEAN:
-            return f"field {f.name!r} should be {f.type.value}, got boolean"
-        if not isinstance(value, allowed):
-            return f"field {f.name!r} should be {f.type.value}, got {type(value).__name__}"
-        bound = _INT_RANGES.get(f.type)
-        if bound is not None and isinstance(value, int) and not -bound <= value < bound:
-            return f"field {f.name!r} is out of range for {f.type.value}"
+        if wrong_type(f.type, value):
+            if type(value) is int and f.type in INT_RANGES:
+                return f"field {f.name!r} is out of range for {f.type.value}"
+            got = "boolean" if isinstance(value, bool) else type(value).__name__
+            return f"field {f.name!r} should be {f.type.value}, got {got}"
     return None

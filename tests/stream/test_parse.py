@@ -142,3 +142,36 @@ def test_events_from_the_future_are_quarantined() -> None:
     assert "MUSIFY_MAX_EVENT_FUTURE_SECONDS" in parsed.reasons[3]
     # without the stream's clock (e.g. files), nothing is refused for its time
     assert parse_values(LISTEN, pa.array(block, pa.binary())).reasons == {}
+
+
+#: Values to put in place of a field: every JSON type, and integers at the types' edges.
+MUTATIONS: tuple[Any, ...] = (
+    None, "x", "", 0, 1, -1, 2**31 - 1, 2**31, -(2**31) - 1, 2**40, 2**62, 2**63 - 1,
+    -(2**63), 1.5, 0.0, True, False, [1], {"a": 1},
+)  # fmt: skip
+
+
+def test_the_generators_check_and_the_streams_quarantine_are_one_contract() -> None:
+    """musify.events.check_event (the generator's checks, `musify validate`) accepts
+    exactly the messages the stream does not quarantine: every field of every topic
+    set to every kind of JSON value, or left out."""
+    from musify.events import check_event
+
+    samples = {"listen_events": listen()}
+    samples["page_view_events"] = {
+        **listen(), "page": "NextSong", "method": "PUT", "status": 200,
+    }  # fmt: skip
+    samples["auth_events"] = {**without(listen(), "artist"), "success": True}
+    samples["status_change_events"] = {**without(listen(), "artist"), "page": "Cancel"}
+    checked = 0
+    for name, sample in samples.items():
+        topic = TOPICS[name]
+        assert check_event(topic, sample) is None, name
+        variants = [without(sample, f.name) for f in topic.fields]
+        variants += [{**sample, f.name: v} for f in topic.fields for v in MUTATIONS]
+        for event in variants:
+            mine = check_event(topic, event) is None
+            stream = check_message(topic, orjson.dumps(event))[1] is None
+            assert mine == stream, (name, event, check_event(topic, event))
+            checked += 1
+    assert checked > 1000

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from musify.events import FieldType, Topic
+from musify.events import TS_RANGE_MS, FieldType, Topic, wrong_type
 from musify.lake.schema import UTC_MICROS, lake_schema
 
 _JSON_TYPES: dict[FieldType, pa.DataType] = {
@@ -45,13 +45,6 @@ _JSON_TYPES: dict[FieldType, pa.DataType] = {
     FieldType.DOUBLE: pa.float64(),
     FieldType.BOOLEAN: pa.bool_(),
     FieldType.TIMESTAMP_MS: pa.int64(),  # epoch milliseconds in the JSON
-}
-#: Epoch milliseconds of 0001-01-01 and 10000-01-01: the timestamps a lake holds.
-TS_RANGE_MS = (-62_135_596_800_000, 253_402_300_800_000)
-_INT_RANGE = {
-    FieldType.INT: (-(2**31), 2**31),
-    FieldType.LONG: (-(2**63), 2**63),
-    FieldType.TIMESTAMP_MS: TS_RANGE_MS,
 }
 _MS_PER_HOUR = 3_600_000
 #: A rejected block is split down to pieces of this many messages, checked one by one.
@@ -103,18 +96,6 @@ class Parsed:
 # -- one message at a time (the reference) -------------------------------------------
 
 
-def _wrong_type(kind: FieldType, value: Any) -> bool:
-    t = type(value)
-    if kind is FieldType.STRING:
-        return t is not str
-    if kind is FieldType.BOOLEAN:
-        return t is not bool
-    if kind is FieldType.DOUBLE:
-        return t is not float and t is not int
-    low, high = _INT_RANGE[kind]
-    return t is not int or not low <= value < high
-
-
 def _extras(topic: Topic, event: dict[str, Any]) -> str | None:
     """The fields of ``event`` the topic does not know, as a JSON object (or None)."""
     names = topic.field_names
@@ -151,7 +132,7 @@ def _check(topic: Topic, value: bytes | None) -> tuple[list[Any] | None, str | N
         if x is None:
             if f.required and missing is None:
                 missing = f.name
-        elif _wrong_type(f.type, x):
+        elif wrong_type(f.type, x):
             return None, f"wrong type for field {f.name} ({f.type.value})", None
         elif f.type is FieldType.DOUBLE:
             x = float(x)
