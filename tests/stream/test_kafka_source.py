@@ -412,7 +412,7 @@ def test_data_loss_is_reported_or_skipped_over(
         lenient.stop()
 
     # A task promised more than the broker has (it lost records after planning).
-    monkeypatch.setattr(ks, "LOSS_GRACE", 0.3)
+    monkeypatch.setattr("musify.stream.kafka_source.consume.LOSS_GRACE", 0.3)  # read there
     beyond = KafkaInputPartition("lossy", 1, 0, has[1] + 25)
     with pytest.raises(KafkaDataLossError, match=f"ends at offset {has[1]}"):
         list(reader(broker, "lossy").read(beyond))
