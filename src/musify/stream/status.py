@@ -136,9 +136,11 @@ class StatusRecord:
             doc = json.loads(data)
         except ValueError:
             return None
-        if not isinstance(doc, dict) or int(doc.get("version", STATUS_VERSION)) > STATUS_VERSION:
+        if not isinstance(doc, dict):
             return None
         try:
+            if int(doc.get("version", STATUS_VERSION)) > STATUS_VERSION:
+                return None
             return cls(
                 batch_id=int(doc["batch_id"]),
                 at=parse_watermark(doc.get("at")),
