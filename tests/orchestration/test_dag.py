@@ -75,7 +75,9 @@ def test_dags_test_publishes_a_reconciled_hour(lake_home: Any) -> None:
     env = airflow_env.airflow_environ(settings, dag_start=START)
     airflow_env.migrate(settings, env)
     # the run for the interval [01:00, 02:00)
-    out = airflow_env.dags_test(settings, env, START + timedelta(hours=2))
+    args = ["dags", "test", airflow_env.DAG_ID, (START + timedelta(hours=2)).isoformat()]
+    res = airflow_env.run_airflow(settings, args, env)
+    out = res.stdout + res.stderr
     assert "state=success" in out, out[-3000:]
     hour = START + timedelta(hours=1)
     assert hourly.last_published(settings) == hour

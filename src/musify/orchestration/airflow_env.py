@@ -174,9 +174,3 @@ def run_airflow(
 
 def migrate(settings: Settings, env: dict[str, str], niceness: int = 0) -> None:
     run_airflow(settings, ["db", "migrate"], env, niceness=niceness)
-
-
-def dags_test(settings: Settings, env: dict[str, str], logical_date: datetime) -> str:
-    """``airflow dags test`` for one run, in-process; returns its output."""
-    res = run_airflow(settings, ["dags", "test", DAG_ID, logical_date.isoformat()], env)
-    return res.stdout + res.stderr
