@@ -223,12 +223,12 @@ class StepsRun:
         parts = [f"batch {self.start:%Y-%m-%dT%H:%M} → {self.end:%Y-%m-%dT%H:%M}"]
         if self.wait is not None:
             parts.append(self.wait.describe())
-        b = self.batch
-        if b is not None:
-            rows = ", ".join(f"{t} {sum(h.values()):,}" for t, h in b.rows.items())
-            parts.append(f"loaded from {b.loaded_from.isoformat()}: {rows}")
-            parts.append(f"missing hours: {len(b.missing_hours)}")
-            parts.append(f"load {round(b.load_seconds, 2)} s, dbt {round(b.dbt_seconds, 2)} s")
+        if self.batch is not None:
+            b = self.batch.as_dict()
+            rows = ", ".join(f"{t} {n:,}" for t, n in b["rows"].items())
+            parts.append(f"loaded from {b['loaded_from']}: {rows}")
+            parts.append(f"missing hours: {len(b['missing_hours'])}")
+            parts.append(f"load {b['load_seconds']} s, dbt {b['dbt_seconds']} s")
         if self.reconciled is not None:
             parts.append(f"{len(self.reconciled.counts)} hour(s) reconcile with the lake")
         if self.published:
@@ -239,8 +239,11 @@ class StepsRun:
 def parse_steps(text: str, option: str = "--steps") -> tuple[str, ...]:
     """Comma-separated step names as a tuple in STEPS order; UsageError naming
     ``option`` for a name that is not a step."""
-    names = {n.strip() for n in text.split(",") if n.strip()}
-    unknown = sorted(names - set(STEPS))
+    return _in_order([n.strip() for n in text.split(",") if n.strip()], option)
+
+
+def _in_order(names: Sequence[str], option: str) -> tuple[str, ...]:
+    unknown = sorted(set(names) - set(STEPS))
     if unknown:
         raise UsageError(
             f"{option}: unknown step(s) {', '.join(unknown)}; the steps are {', '.join(STEPS)}"
@@ -264,7 +267,7 @@ def run_steps(
     build the models (``musify.batch.run_batch``), reconcile them with the lake, record
     them as published. A failing step raises (ReconcileError, DbtError, ...) and the
     later ones do not run."""
-    chosen = parse_steps(",".join(steps), "steps")
+    chosen = _in_order(steps, "steps")
     run = StepsRun(start, end, chosen)
     if "wait" in chosen:
         run = replace(run, wait=wait_for_stream(settings, end, grace, wait_timeout))
