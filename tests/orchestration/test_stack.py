@@ -356,3 +356,22 @@ def test_airflow_health_is_each_components_status_or_none(tmp_path: Path) -> Non
         server.shutdown()
         server.server_close()
     assert airflow_health(settings, timeout=0.5) is None  # nothing answers
+
+
+def test_status_calls_airflow_degraded_when_a_component_is_unhealthy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from musify.orchestration import status
+    from musify.orchestration.stack import StartedComponent, UpRecord
+
+    url = "http://127.0.0.1:8080"
+    up = UpRecord(1, "", {"airflow-api": StartedComponent(None, "api.log", url)})
+    monkeypatch.setattr(status, "_running_up", lambda settings: up)
+    health = {"metadatabase": "healthy", "scheduler": "unhealthy"}
+    monkeypatch.setattr(status, "airflow_health", lambda settings: health)
+    settings = Settings(home=tmp_path)
+    rows = {r.name: r for r in collect(settings).components}
+    assert rows["airflow"].state == "degraded"
+    assert rows["airflow"].details == f"{url} metadatabase healthy, scheduler unhealthy"
+    health["scheduler"] = "healthy"
+    assert {r.name: r for r in collect(settings).components}["airflow"].state == "healthy"

@@ -126,8 +126,7 @@ def collect(settings: Settings) -> StackStatus:
     elif health is not None:
         parts = [f"{k} {v}" for k, v in health.items()]
         url = comps["airflow-api"].url or ""
-        healthy = all("healthy" in p for p in parts)
-        state = "healthy" if healthy else "degraded"
+        state = "healthy" if all(v == "healthy" for v in health.values()) else "degraded"
         rows.append(ComponentState("airflow", state, f"{url} " + ", ".join(parts)))
     else:
         state, where = managed("airflow-scheduler")
