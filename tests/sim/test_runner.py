@@ -253,3 +253,35 @@ def test_workers_exit_when_the_generator_is_killed(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_idle_blocks_are_skipped_without_changing_a_step() -> None:
+    """A block answers "nothing due" from its wake-up bound instead of scanning its users;
+    stepping second by second with the bound must give what scanning every block gives
+    (a bound too late would drop events, too early only costs time)."""
+    from musify.sim.engine import Block, Model
+    from musify.sim.runner import _Growth, _step_blocks
+
+    plan = _live_plan(growth_rate=200.0, attrition_rate=1.0)
+    spec = replace(plan.spec, n_users=3000)
+    model = Model(spec)
+    skipping = [Block(model, b) for b in range(spec.n_blocks)]
+    scanning = [Block(model, b) for b in range(spec.n_blocks)]
+    assert spec.n_blocks >= 3
+    growth_fast, growth_slow = _Growth(spec), _Growth(spec)
+    t, skipped, arrived = plan.start, 0, 0
+    for t_end in [plan.start, *range(plan.start + 1, plan.start + 1800)]:
+        skipped += sum(not b.due_before(t_end) for b in skipping)
+        for b in scanning:
+            b.wake = -NEVER  # forget the bound: every block scans its users
+        arrivals = growth_fast.until(t_end)
+        arrived += sum(map(len, arrivals.values()))
+        fast = _step_blocks(skipping, t_end, arrivals)
+        slow = _step_blocks(scanning, t_end, growth_slow.until(t_end))
+        for a, b in zip(fast, slow, strict=True):
+            assert [(o.ts, o.keys, o.lines) for o in a] == [(o.ts, o.keys, o.lines) for o in b]
+        t = t_end
+    assert t == plan.start + 1799
+    assert skipped > 1000, "most blocks have nothing due in a one-second step"
+    assert arrived > 0, "new users arrived during the steps"
+

@@ -357,15 +357,23 @@ class _Growth:
 
 
 # ------------------------------------------------------------------------ workers
+#: The output of a block with nothing due in a step: shared, so never written to
+#: (``merge`` only reads its inputs).
+_IDLE = new_outs()
+
+
 def _step_blocks(
     blocks: Sequence[Block], t_end: int, growth: dict[int, list[tuple[int, int]]]
 ) -> list[tuple[TopicOut, ...]]:
     results: list[tuple[TopicOut, ...]] = []
     for b in blocks:
-        outs = new_outs()
         arrivals = growth.get(b.block)
         if arrivals:
             b.add_growth_users(arrivals)
+        if not b.due_before(t_end):
+            results.append(_IDLE)
+            continue
+        outs = new_outs()
         b.advance(t_end, outs)
         results.append(outs)
     return results
@@ -485,6 +493,8 @@ def merge(per_block: Sequence[tuple[TopicOut, ...]]) -> list[Batch]:
         lines: list[bytes] = []
         for outs in per_block:
             o = outs[k]
+            if not o.ts:
+                continue
             ts.extend(o.ts)
             keys.extend(o.keys)
             lines.extend(o.lines)
