@@ -12,6 +12,7 @@ from benchmarks import (
     bench_kafka_source,
     bench_live,
     bench_scale,
+    bench_soak,
     bench_stack,
     bench_stream,
     bench_warehouse,
@@ -28,7 +29,11 @@ BENCHMARKS: dict[str, Callable[[list[str] | None], object]] = {
     "install": bench_install.main,
     # last: about half an hour
     "scale": bench_scale.main,
+    # only when named: hours
+    "soak": bench_soak.main,
 }
+#: Run only when named: ``python -m benchmarks soak``.
+OPT_IN = {"soak"}
 
 
 def main() -> None:
@@ -36,7 +41,7 @@ def main() -> None:
     ``python -m benchmarks scale --users 100000``."""
     args = sys.argv[1:]
     first = next((i for i, a in enumerate(args) if a.startswith("-")), len(args))
-    chosen, options = args[:first] or list(BENCHMARKS), args[first:]
+    chosen, options = args[:first] or [n for n in BENCHMARKS if n not in OPT_IN], args[first:]
     if options and len(chosen) != 1:
         sys.exit("options go to one benchmark: python -m benchmarks NAME [OPTIONS]")
     for name in chosen:

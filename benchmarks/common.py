@@ -110,9 +110,14 @@ class UpHome:
         }
         return cls(home, env, dport)
 
-    def start(self, users: int, history: str) -> tuple[subprocess.Popen[bytes], Path]:
-        """`musify up` with its output in ``up.log`` beside the home."""
-        cmd = [sys.executable, "-m", "musify", "up", "--users", str(users), "--history", history]
+    def start(
+        self, users: int, history: str, *options: str
+    ) -> tuple[subprocess.Popen[bytes], Path]:
+        """`musify up` (and ``options``) with its output in ``up.log`` beside the home."""
+        cmd = [
+            *(sys.executable, "-m", "musify", "up", "--users", str(users), "--history", history),
+            *options,
+        ]
         log = self.home.parent / "up.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT)

@@ -183,6 +183,14 @@ def generate(
         float,
         typer.Option(callback=_above_zero, help="Simulated seconds per wall-clock second."),
     ] = 1.0,
+    replay: Annotated[
+        bool,
+        typer.Option(
+            "--replay",
+            help="With --continuous: play the history too at --speed, from its start, "
+            "instead of all at once; once it reaches the present, follow the clock.",
+        ),
+    ] = False,
     resume: Annotated[
         bool,
         typer.Option(
@@ -255,6 +263,7 @@ def generate(
             catalog=catalog,
             continuous=continuous,
             speed=speed,
+            replay=replay,
             workers=settings.workers,
             faults=rates,
             fault_manifest=manifest,
@@ -586,6 +595,15 @@ def up(
             "older history by one backfill run (first up only).",
         ),
     ] = 2,
+    speed: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Replay the history at this many simulated seconds per wall-clock second "
+            "instead of all at once, every hour published by its own hourly DAG run: "
+            "accelerated time for soaks (first up only).",
+        ),
+    ] = 1.0,
     trigger: Annotated[
         str | None,
         typer.Option(help="Stream micro-batch period (default: MUSIFY_STREAM_TRIGGER, else 30s)."),
@@ -613,6 +631,7 @@ def up(
             users=users,
             history=span,
             catchup_hours=catchup_hours,
+            speed=speed,
             trigger=trigger,
             seed=seed,
             config=config,

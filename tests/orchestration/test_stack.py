@@ -52,6 +52,23 @@ def test_a_short_history_has_no_backfill_before_the_dag(tmp_path: Path) -> None:
     assert plan.dag_start == datetime(2024, 3, 18, 9, tzinfo=UTC) <= plan.history_start
 
 
+def test_a_replay_publishes_every_hour_by_an_hourly_run_at_its_pace(tmp_path: Path) -> None:
+    """`musify up --speed 48`: the generator replays the history at 48x (never past the
+    clock) instead of producing it at once, and no backfill publishes it in one go: the
+    hourly DAG starts at the history's first hour. The pace is fixed at the first up."""
+    settings = Settings(home=tmp_path)
+    opts = UpOptions(history=timedelta(days=3), speed=48, airflow=False, dashboard=False)
+    plan, _ = load_or_create_plan(settings, opts, NOW)
+    assert plan.dag_start == datetime(2024, 3, 15, 10, tzinfo=UTC) <= plan.history_start
+    again, _ = load_or_create_plan(settings, UpOptions(), NOW + timedelta(hours=1))
+    assert again.speed == 48
+    (gen,) = [c for c in Stack(settings, UpOptions())._components(again) if c.name == "generator"]
+    assert gen.argv[gen.argv.index("--speed") + 1] == "48.0" and "--replay" in gen.argv
+    plain, _ = load_or_create_plan(Settings(home=tmp_path / "plain"), UpOptions(), NOW)
+    (gen,) = [c for c in Stack(settings, UpOptions())._components(plain) if c.name == "generator"]
+    assert "--replay" not in gen.argv
+
+
 @pytest.mark.parametrize(
     ("env", "option", "expected"),
     [("", None, "30s"), ("2m", None, "2m"), ("2m", "10s", "10s")],

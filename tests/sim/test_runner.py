@@ -285,3 +285,46 @@ def test_idle_blocks_are_skipped_without_changing_a_step() -> None:
     assert skipped > 1000, "most blocks have nothing due in a one-second step"
     assert arrived > 0, "new users arrived during the steps"
 
+
+class PaceSink(MemorySink):
+    """Records (newest event time, wall clock) of every write."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.writes: list[tuple[float, float]] = []
+
+    def write(self, topic: str, keys: Sequence[int], lines: Sequence[bytes]) -> None:
+        super().write(topic, keys, lines)
+        if lines:
+            self.writes.append((max(orjson.loads(x)["ts"] for x in lines) / 1000, self.clock.now))
+
+
+def test_replay_plays_the_history_at_speed_and_never_passes_the_clock() -> None:
+    clock = FakeClock(NOW)
+    start = NOW - 3600
+    opts = GenerateOptions(
+        config=BUILTIN_CONFIG,
+        n_users=2000,
+        continuous=True,
+        replay=True,
+        speed=60,
+        start=datetime.fromtimestamp(start, UTC),
+        end=datetime.fromtimestamp(NOW + 300, UTC),
+        workers=1,
+    )
+    plan = plan_run(opts, now=datetime.fromtimestamp(NOW, UTC))
+    assert plan.live_from == start
+    sink = PaceSink(clock)
+    progress = run(plan, sink, clock=clock, sleep=clock.sleep)
+    assert progress.sim_time == NOW + 300
+    # The hour of history took about a minute (3600 / (60 - 1) s), not an instant ...
+    history = [wall for ts, wall in sink.writes if ts < NOW - 600]
+    assert history and max(history) - NOW > 40
+    for ts, wall in sink.writes:
+        assert ts <= start + (wall - NOW) * 60 + 1, "released ahead of the replay's pace"
+        assert ts <= wall + 1, "released ahead of the wall clock"
+    # ... and the live part then followed the clock at speed 1.
+    assert NOW + 300 <= clock.now <= NOW + 310
+    with pytest.raises(UsageError, match="--continuous"):
+        plan_run(replace(opts, continuous=False), now=datetime.fromtimestamp(NOW, UTC))

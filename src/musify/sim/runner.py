@@ -89,6 +89,9 @@ class GenerateOptions:
     catalog: Path | None = None
     continuous: bool = False
     speed: float = 1.0
+    #: Continuous runs: play the history too at ``speed`` from its start (not all at
+    #: once), never ahead of the wall clock: accelerated time a whole pipeline can follow.
+    replay: bool = False
     workers: int = 0
     faults: FaultRates | None = None
     fault_manifest: Path | None = None
@@ -112,6 +115,9 @@ class Plan:
     #: The wall-clock time (epoch seconds) at which simulated time was ``live_from``;
     #: live steps are released when ``live_from + (now - live_anchor) * speed`` passes them.
     live_anchor: float = 0.0
+    #: ``GenerateOptions.replay``: the history is live from the start, and simulated time
+    #: never passes the wall clock.
+    replay: bool = False
 
     def grid_floor(self) -> int | None:
         """Where the output starts to depend on ``live_from``: the end of the last history
@@ -142,6 +148,8 @@ def plan_run(opts: GenerateOptions, now: datetime | None = None) -> Plan:
         raise UsageError("--growth-rate and --attrition-rate must be >= 0")
     if opts.speed <= 0:
         raise UsageError("--speed must be > 0")
+    if opts.replay and not opts.continuous:
+        raise UsageError("--replay plays the history at --speed up to now: give --continuous")
     if opts.days is not None and opts.days <= 0:
         raise UsageError("--days must be > 0")
     if opts.end is not None and opts.days is not None:
@@ -184,9 +192,18 @@ def plan_run(opts: GenerateOptions, now: datetime | None = None) -> Plan:
     )
     workers = opts.workers or (os.cpu_count() or 1)
     workers = max(1, min(workers, spec.n_blocks))
-    live_from = max(now_s, start) if opts.continuous else end
+    live_from = (start if opts.replay else max(now_s, start)) if opts.continuous else end
     return Plan(
-        cfg, spec, start, end, opts.continuous, opts.speed, workers, live_from, float(now_s)
+        cfg,
+        spec,
+        start,
+        end,
+        opts.continuous,
+        opts.speed,
+        workers,
+        live_from,
+        float(now_s),
+        opts.replay,
     )
 
 
@@ -545,8 +562,9 @@ def run(
 
     History (simulated time before ``plan.live_from``) runs as fast as possible in hour
     chunks; in a continuous run, simulated time then follows the wall clock (times
-    ``speed``) in one-second steps. Ctrl-C or SIGTERM stops cleanly after the current
-    chunk.
+    ``speed``) in one-second steps; a replay (``plan.replay``) has no history, and its
+    simulated time never passes the wall clock. Ctrl-C or SIGTERM stops cleanly after
+    the current chunk.
     """
     spec = plan.spec
     progress = Progress(start=plan.start, end=plan.end, sim_time=plan.start, users=spec.n_users)
@@ -606,7 +624,11 @@ def run(
                 written = False
                 reported = time.monotonic()
                 while cursor < plan.end and not stop.requested:
-                    now_sim = plan.live_from + (clock() - plan.live_anchor) * plan.speed
+                    wall = clock()
+                    now_sim = plan.live_from + (wall - plan.live_anchor) * plan.speed
+                    pace = plan.speed
+                    if plan.replay and now_sim > wall:  # caught up with the present
+                        now_sim, pace = wall, 1.0
                     target = min(cursor + LIVE_STEP, plan.end)
                     if target > now_sim:
                         if written:  # caught up: deliver before waiting
@@ -615,7 +637,7 @@ def run(
                             if on_progress:
                                 on_progress(progress)
                                 reported = time.monotonic()
-                        sleep(min(0.25, max(0.01, (target - now_sim) / plan.speed)))
+                        sleep(min(0.25, max(0.01, (target - now_sim) / pace)))
                         continue
                     pool.send(target, growth.until(target))
                     deliver(pool.receive(), target)
