@@ -47,6 +47,13 @@ def _broker_pid(home: Path) -> int | None:
         return None
 
 
+def _store_pid(home: Path) -> int | None:
+    try:
+        return int((home / "run" / "broker-store.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _size(path: Path) -> int:
     if not path.exists():
         return 0
@@ -77,9 +84,11 @@ def _growth_per_day(samples: list[dict[str, Any]], name: str, until: float) -> f
     return slope
 
 
-def run(users: int, history: str, speed: float, tail: float, trigger: str) -> dict[str, Any]:
+def run(
+    users: int, history: str, speed: float, tail: float, trigger: str, storage: str
+) -> dict[str, Any]:
     span = parse_duration(history)
-    up_home = UpHome.fresh("musify-soak-")
+    up_home = UpHome.fresh("musify-soak-", MUSIFY_BROKER_STORAGE=storage)
     home, settings = up_home.home, Settings(home=up_home.home)
     began = datetime.now(UTC)
     start = (began - span).replace(second=0, microsecond=0)
@@ -104,6 +113,9 @@ def run(users: int, history: str, speed: float, tail: float, trigger: str) -> di
             broker = _broker_pid(home)
             if broker:
                 pids["broker"] = broker
+            store = _store_pid(home)
+            if store:
+                pids["broker store"] = store
             mib = {n: round(procs.tree_rss(p) / 2**20) for n, p in pids.items()}
             mib["musify up"] = round(procs.pss(up.pid) / 2**20)
             rec = last_record(settings)
@@ -143,6 +155,7 @@ def run(users: int, history: str, speed: float, tail: float, trigger: str) -> di
         "history": history,
         "speed": speed,
         "trigger": trigger,
+        "broker_storage": storage,
         "seconds": round(time.monotonic() - t0),
         "aborted": aborted,
         "simulated_days": round(simulated / 86400, 2),
@@ -161,6 +174,7 @@ def run(users: int, history: str, speed: float, tail: float, trigger: str) -> di
             max((p.stat().st_size for p in logs.glob("*") if p.is_file()), default=0) / 2**20, 1
         ),
         "home_mib": round(_size(home) / 2**20),
+        "broker_disk_mib": round(_size(home / "broker") / 2**20),
         "memory_curve": [
             {"t": s["t"], "sim_h": round((s["sim"] or 0) / 3600, 1), **s["mib"]}
             for s in samples[:: max(1, len(samples) // 60)]
@@ -187,9 +201,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--speed", type=float, default=48.0)
     ap.add_argument("--tail", type=float, default=600.0, help="seconds sampled after catch-up")
     ap.add_argument("--trigger", default="30s", help="the stream's micro-batch period")
+    ap.add_argument(
+        "--broker-storage", choices=["memory", "disk"], default="disk", help="MUSIFY_BROKER_STORAGE"
+    )
     args = ap.parse_args(argv)
-    print(f"soak: musify up, {args.users:,} users, {args.history} replayed at {args.speed:g}x")
-    r = run(args.users, args.history, args.speed, args.tail, args.trigger)
+    print(
+        f"soak: musify up, {args.users:,} users, {args.history} replayed at {args.speed:g}x, "
+        f"broker storage {args.broker_storage}"
+    )
+    r = run(args.users, args.history, args.speed, args.tail, args.trigger, args.broker_storage)
     print(f"  {r['simulated_days']} simulated days in {r['seconds']} s; aborted: {r['aborted']}")
     print(f"  hours published: {r['hours_published']}; lag {r['publication_lag_s']}")
     print(f"  peak memory of the whole stack: {r['peak_total_mib']:,} MiB (target <= 8,192)")

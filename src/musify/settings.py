@@ -35,6 +35,10 @@ class Settings:
     bootstrap_servers: str = "127.0.0.1:9092"
     #: Port of the local development broker (``musify broker start``).
     broker_port: int = 9092
+    #: Where the local broker keeps messages: memory (every message in memory, no
+    #: retention, lost on stop) or disk (files under MUSIFY_HOME/broker through a local
+    #: object store: flat memory for long runs, topics kept across restarts).
+    broker_storage: str = "memory"
     #: Interface servers bind to; loopback unless deliberately opened.
     bind_host: str = "127.0.0.1"
     #: Allow ``bind_host`` to be an interface other than loopback. Off by default: the
@@ -244,6 +248,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
 _CHOICES: dict[str, tuple[str, ...]] = {
     "log_level": LEVELS,
     "log_format": FORMATS,
+    "broker_storage": ("memory", "disk"),
 }
 
 

@@ -6,7 +6,12 @@ its output in ``<home>/logs/broker.log``, and returns once a real Kafka metadata
 succeeds. ``stop_broker`` and ``broker_status`` use the pid file, and only ever signal a
 process whose command line shows it is our Tansu broker.
 
-Tansu keeps topics in memory only: stopping the broker loses them.
+Storage (``MUSIFY_BROKER_STORAGE``): ``memory`` (the default) keeps every message in
+Tansu's memory, without retention, and a stop loses the topics; ``disk`` runs Tansu's
+``s3://`` engine against a local object store (``musify.broker.store``: PyPI's
+localbucket, bound to 127.0.0.1, its pid and port in ``<home>/run/broker-store.pid``)
+that keeps topics and consumer-group offsets as files under ``<home>/broker``: the
+broker's memory stays flat however long it runs, and a restart keeps the topics.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 #: Lines of the broker log quoted when it fails to start.
 LOG_TAIL_LINES = 15
+#: The disk-backed broker's bucket in its object store.
+STORE_BUCKET = "musify"
 
 _INSTALL_HINT = "install it with: pip install 'musify[broker]'"
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
@@ -103,6 +110,14 @@ def _pid_path(settings: Settings) -> Path:
 
 def _log_path(settings: Settings) -> Path:
     return settings.logs_dir / "broker.log"
+
+
+def _store_pid_path(settings: Settings) -> Path:
+    return settings.run_dir / "broker-store.pid"
+
+
+def _store_log_path(settings: Settings) -> Path:
+    return settings.logs_dir / "broker-store.log"
 
 
 def _cmdline(pid: int) -> str | None:
@@ -270,6 +285,84 @@ def _wait_ready(
             return
 
 
+def _running_store(settings: Settings) -> tuple[int, int] | None:
+    """(pid, port) of our object store from its pid file, if it runs."""
+    try:
+        pid_text, port_text = _store_pid_path(settings).read_text().split()[:2]
+        pid, port = int(pid_text), int(port_text)
+    except (OSError, ValueError):
+        return None
+    cmd = _cmdline(pid) if _alive(pid) else None
+    if not cmd or "musify.broker.store" not in cmd.split("\x00"):
+        return None
+    return pid, port
+
+
+def _store_answers(port: int) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1.0):
+            return True
+    except urllib.error.HTTPError:
+        return True  # an S3 error document is an answer
+    except OSError:
+        return False
+
+
+def _start_store(settings: Settings) -> str:
+    """Start (or find) the disk-backed broker's object store; its endpoint URL."""
+    import urllib.error
+    import urllib.request
+
+    running = _running_store(settings)
+    if running is not None and _store_answers(running[1]):
+        port = running[1]
+    else:
+        port = free_port()
+        data = settings.home / "broker"
+        # Only the broker talks to the store: loopback whatever bind_host says.
+        cmd = [sys.executable, "-m", "musify.broker.store", str(data)]
+        cmd += ["--host", "127.0.0.1", "--port", str(port)]
+        with open(_store_log_path(settings), "ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        _children[proc.pid] = proc
+        _store_pid_path(settings).write_text(f"{proc.pid} {port}\n")
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _store_answers(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                _stop_store(settings)
+                raise BrokerError(
+                    f"the broker's object store did not start; last lines of "
+                    f"{_store_log_path(settings)}:\n{_log_tail(_store_log_path(settings))}"
+                )
+            time.sleep(0.05)
+    endpoint = f"http://127.0.0.1:{port}"
+    request = urllib.request.Request(f"{endpoint}/{STORE_BUCKET}", method="PUT")
+    try:
+        urllib.request.urlopen(request, timeout=5.0).close()
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:  # 409: the bucket exists (a restart)
+            raise BrokerError(f"the broker's object store refused its bucket: {exc}") from None
+    return endpoint
+
+
+def _stop_store(settings: Settings) -> None:
+    running = _running_store(settings)
+    if running is not None:
+        _terminate(running[0], STOP_TIMEOUT)
+    with contextlib.suppress(FileNotFoundError):
+        _store_pid_path(settings).unlink()
+
+
 def start_broker(settings: Settings) -> BrokerInfo:
     """Start the local broker in the background (idempotent) and wait until it answers."""
     try:
@@ -306,6 +399,18 @@ def start_broker(settings: Settings) -> BrokerInfo:
         "--advertised-listener-url",
         f"tcp://{bootstrap}",
     ]
+    env = {**os.environ, "NO_COLOR": "1"}  # a plain-text log
+    if settings.broker_storage == "disk":
+        endpoint = _start_store(settings)
+        cmd += ["--storage-engine", f"s3://{STORE_BUCKET}/"]
+        env |= {
+            "AWS_ENDPOINT": endpoint,
+            "AWS_ALLOW_HTTP": "true",
+            # the store checks no credentials; Tansu's S3 client needs some
+            "AWS_ACCESS_KEY_ID": "musify",
+            "AWS_SECRET_ACCESS_KEY": "musify",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
     with open(log_path, "ab") as log:
         log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
         log.flush()
@@ -317,7 +422,7 @@ def start_broker(settings: Settings) -> BrokerInfo:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 close_fds=True,
-                env={**os.environ, "NO_COLOR": "1"},  # a plain-text log
+                env=env,
             )
         except OSError as exc:
             raise BrokerError(f"cannot run the broker {binary}: {exc.strerror}") from None
@@ -359,15 +464,16 @@ def stop_broker(settings: Settings, *, timeout: float = STOP_TIMEOUT) -> bool:
     """Stop the local broker; False if none was running (a stale pid file is removed).
 
     Tansu stops within milliseconds, or ~5 s while clients are connected; after
-    ``timeout`` seconds it is killed (it keeps nothing on disk, so nothing is lost that
-    a clean stop would keep).
+    ``timeout`` seconds it is killed (in memory it keeps nothing that a clean stop would
+    keep; on disk every acknowledged batch is already an object). The disk-backed
+    broker's object store stops after it.
     """
     running = _running(settings)
-    if running is None:
-        return False
-    _terminate(running[0], timeout)
-    _remove_pid_file(settings)
-    return True
+    if running is not None:
+        _terminate(running[0], timeout)
+        _remove_pid_file(settings)
+    _stop_store(settings)
+    return running is not None
 
 
 def broker_status(settings: Settings) -> BrokerStatus:
