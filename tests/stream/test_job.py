@@ -69,6 +69,32 @@ def test_lands_exactly_the_generated_events(
     assert (home / "logs" / "stream.jsonl").read_bytes().count(b"\n") >= 2
 
 
+def test_a_disk_backed_broker_killed_between_batches_loses_and_repeats_nothing(
+    tmp_path: Path, spark: Any, musify_cache: Path
+) -> None:
+    """MUSIFY_BROKER_STORAGE=disk: the broker keeps its records and topic ids across a
+    kill -9, so the stream continues from its checkpoint (no data-loss alarm) and the
+    lake holds every produced event once."""
+    from musify.broker.local import broker_status, start_broker, stop_broker
+
+    home = tmp_path / "home"
+    broker = Settings(home=tmp_path / "broker-home", broker_port=free_port(), broker_storage="disk")
+    info = start_broker(broker)
+    try:
+        produced = produce(info.bootstrap_servers, musify_cache)
+        assert stream_once(home, info.bootstrap_servers).rows == produced
+        os.kill(info.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while broker_status(broker).running and time.monotonic() < deadline:
+            time.sleep(0.05)
+        again = start_broker(broker)
+        more = produce(again.bootstrap_servers, musify_cache, day=1, seed=2, first_user_id=10_000)
+        assert stream_once(home, again.bootstrap_servers).rows == more
+        assert lake_counts(home / "lake") == {t: produced[t] + more[t] for t in TOPIC_NAMES}
+    finally:
+        stop_broker(broker)
+
+
 def test_faults_are_quarantined_and_late_events_placed(
     broker: Any, tmp_path: Path, spark: Any, musify_cache: Path
 ) -> None:

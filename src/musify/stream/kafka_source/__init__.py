@@ -47,7 +47,8 @@ partition. Input partitions come largest first, so the small ones fill the end o
 batch on the cores the large ones leave free.
 
 Where a partition ends (see ``_OffsetProbe``): the Kafka ListOffsets(latest) answer is
-not trusted alone, because the local Tansu broker answers it wrongly.
+not trusted alone, because the local Tansu broker answers it wrongly (in memory: the
+last batch's base offset + 1; on disk: 1); fetch responses' high watermarks decide.
 
 Parts (one source over several small modules; each one's docstring says more):
 

@@ -196,6 +196,30 @@ class _OffsetProbe:
             self._fetch_ends(listed, snap)
         return snap
 
+    @staticmethod
+    def _jump(consumer: Any, tp: TP, position: int, jumped: dict[TP, float]) -> None:
+        """Move a partition's fetch to the high watermark a fetch response reported, once
+        one has, when that lies beyond where the fetch stands.
+
+        Tansu's disk-backed (s3://) engine answers ListOffsets(latest) with 1 whatever
+        the partition holds, and a fetch from inside a record batch with nothing (it
+        finds batches by their base offset): from offset 1 the probe would never see the
+        end. The high watermark is a batch boundary, and from there end-of-partition
+        comes with the next fetch. Under read_committed an open transaction holds
+        end-of-partition back to the last stable offset, below the high watermark: then
+        no answer comes, and the end is what was seen before (smaller, still readable).
+        On Apache Kafka ListOffsets is already the end: nothing moves.
+        """
+        try:
+            _, high = consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
+        except KafkaException:
+            return
+        if high < 0:  # no fetch response yet
+            return
+        jumped[tp] = time.monotonic()
+        if high > position:
+            consumer.seek(TopicPartition(tp[0], tp[1], high))
+
     @property
     def admin(self) -> Any:
         if self._admin is None:
@@ -214,14 +238,23 @@ class _OffsetProbe:
         consumer.assign([TopicPartition(t, p, off) for (t, p), off in listed.items()])
         eof: dict[TP, int] = {}
         seen: dict[TP, int] = {}
+        #: Partitions moved on to their fetched high watermark - 1: when (monotonic).
+        jumped: dict[TP, float] = {}
         began = time.monotonic()
         try:
             while len(eof) < len(listed):
-                elapsed = time.monotonic() - began
+                now = time.monotonic()
+                elapsed = now - began
                 if elapsed > PROBE_TIMEOUT:
                     break
-                if elapsed > PROBE_SETTLE and all(tp in eof or tp in seen for tp in listed):
+                if elapsed > PROBE_SETTLE and all(
+                    tp in eof or (tp in seen and now - jumped.get(tp, began) > PROBE_SETTLE)
+                    for tp in listed
+                ):
                     break  # records keep arriving: the last one seen is a fine end
+                for tp in listed:
+                    if tp not in eof and tp not in jumped:
+                        self._jump(consumer, tp, max(listed[tp], seen.get(tp, 0)), jumped)
                 for msg in consumer.consume(num_messages=10_000, timeout=0.01):
                     tp = (msg.topic(), msg.partition())
                     if tp not in listed:
