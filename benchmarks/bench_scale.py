@@ -46,13 +46,6 @@ MEMORY_GUARD = 18 * 2**30
 CAUGHT_UP_S = 60.0
 
 
-def _broker_pid(home: Path) -> int | None:
-    try:
-        return int((home / "run" / "broker.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
 def _stream_batches(home: Path) -> list[dict[str, Any]]:
     try:
         raw = (home / "logs" / "stream.jsonl").read_bytes()
@@ -126,10 +119,7 @@ def run(users: int, history: str, limit: float, repeats: int) -> dict[str, Any]:
     try:
         while time.monotonic() - t0 < limit:
             time.sleep(2.0)
-            pids = up_home.components()
-            broker = _broker_pid(home)
-            if broker:
-                pids["broker"] = broker
+            pids = up_home.processes()
             per = {n: procs.tree_rss(p) for n, p in pids.items()}
             per["musify up"] = procs.pss(up.pid)
             for n, p in pids.items():

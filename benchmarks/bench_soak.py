@@ -40,20 +40,6 @@ MEMORY_GUARD = 18 * 2**30
 SAMPLE_S = 10.0
 
 
-def _broker_pid(home: Path) -> int | None:
-    try:
-        return int((home / "run" / "broker.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _store_pid(home: Path) -> int | None:
-    try:
-        return int((home / "run" / "broker-store.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def _size(path: Path) -> int:
     if not path.exists():
         return 0
@@ -109,13 +95,7 @@ def run(
             if up.poll() is not None:
                 aborted = f"musify up exited ({up.returncode}) after {elapsed:.0f} s"
                 break
-            pids = up_home.components()
-            broker = _broker_pid(home)
-            if broker:
-                pids["broker"] = broker
-            store = _store_pid(home)
-            if store:
-                pids["broker store"] = store
+            pids = up_home.processes()
             mib = {n: round(procs.tree_rss(p) / 2**20) for n, p in pids.items()}
             mib["musify up"] = round(procs.pss(up.pid) / 2**20)
             rec = last_record(settings)

@@ -6,6 +6,7 @@ sense it is reported as a ratio against a baseline measured in the same run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
@@ -130,6 +131,15 @@ class UpHome:
         except (FileNotFoundError, orjson.JSONDecodeError):
             return {}
         return {n: int(c["pid"]) for n, c in doc.get("components", {}).items() if c.get("pid")}
+
+    def processes(self) -> dict[str, int]:
+        """``components`` and the local broker `musify up` started (and the disk-backed
+        broker's object store), by the pids in ``run/``."""
+        pids = self.components()
+        for name, file in (("broker", "broker.pid"), ("broker store", "broker-store.pid")):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                pids[name] = int((self.home / "run" / file).read_text().split()[0])
+        return pids
 
     def stop(self, up: subprocess.Popen[bytes], timeout: float) -> None:
         """Stop `musify up`, then the broker it left running."""

@@ -285,6 +285,30 @@ def _wait_ready(
             return
 
 
+def _spawn(
+    cmd: list[str], log_path: Path, env: dict[str, str], what: str
+) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` detached (its own session, so it outlives the CLI), appending to
+    ``log_path`` after a line naming the command."""
+    with open(log_path, "ab") as log:
+        log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
+        log.flush()
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                env=env,
+            )
+        except OSError as exc:
+            raise BrokerError(f"cannot run {what}: {exc.strerror}") from None
+    _children[proc.pid] = proc
+    return proc
+
+
 def _running_store(settings: Settings) -> tuple[int, int] | None:
     """(pid, port) of our object store from its pid file, if it runs."""
     try:
@@ -325,16 +349,7 @@ def _start_store(settings: Settings) -> str:
         # Only the broker talks to the store: loopback whatever bind_host says.
         cmd = [sys.executable, "-m", "musify.broker.store", str(data)]
         cmd += ["--host", "127.0.0.1", "--port", str(port)]
-        with open(_store_log_path(settings), "ab") as log:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
-        _children[proc.pid] = proc
+        proc = _spawn(cmd, _store_log_path(settings), dict(os.environ), "the broker's store")
         _store_pid_path(settings).write_text(f"{proc.pid} {port}\n")
         deadline = time.monotonic() + START_TIMEOUT
         while not _store_answers(port):
@@ -411,22 +426,7 @@ def start_broker(settings: Settings) -> BrokerInfo:
             "AWS_SECRET_ACCESS_KEY": "musify",
             "AWS_DEFAULT_REGION": "us-east-1",
         }
-    with open(log_path, "ab") as log:
-        log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
-        log.flush()
-        try:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                env=env,
-            )
-        except OSError as exc:
-            raise BrokerError(f"cannot run the broker {binary}: {exc.strerror}") from None
-    _children[proc.pid] = proc
+    proc = _spawn(cmd, log_path, env, f"the broker {binary}")
     tmp = _pid_path(settings).with_suffix(".pid.tmp")
     tmp.write_text(f"{proc.pid}\n")
     tmp.replace(_pid_path(settings))
