@@ -144,13 +144,19 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def backlog(repeats: int, baseline_src: str | None = None) -> dict[str, Any]:
+def backlog(
+    repeats: int,
+    baseline_src: str | None = None,
+    users: int = 48_000,
+    days: float = 1.0,
+    storage: str = "memory",
+) -> dict[str, Any]:
     variants = {"current": None, **({"baseline_src": baseline_src} if baseline_src else {})}
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        with running_broker(port, Path(tmp) / "broker") as bootstrap:
-            total = _fill(bootstrap, Path(tmp) / "gen", users=48_000, days=1)
+        with running_broker(port, Path(tmp) / "broker", storage) as bootstrap:
+            total = _fill(bootstrap, Path(tmp) / "gen", users=users, days=days)
             baseline = [_consume_baseline(bootstrap, total) for _ in range(repeats)]
             for i in range(repeats):
                 # interleaved, so both see the same machine load
@@ -161,6 +167,7 @@ def backlog(repeats: int, baseline_src: str | None = None) -> dict[str, Any]:
                     shutil.rmtree(home, ignore_errors=True)
     result: dict[str, Any] = {
         "events": total,
+        "broker_storage": storage,
         "baseline_consume_per_s": median(baseline),
         **_summary(runs["current"]),
     }
@@ -359,6 +366,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--baseline-src",
         help="the src folder of another checkout, whose stream job runs on the same backlog",
     )
+    ap.add_argument("--backlog-users", type=int, default=48_000, help="users of the backlog")
+    ap.add_argument("--backlog-days", type=float, default=1.0, help="days of the backlog")
+    ap.add_argument(
+        "--broker-storage",
+        choices=("memory", "disk"),
+        default="memory",
+        help="the local broker's storage (MUSIFY_BROKER_STORAGE) for the backlog",
+    )
     ap.add_argument("--live-seconds", type=float, default=120)
     ap.add_argument("--live-users", type=int, default=100_000)
     ap.add_argument("--live-speed", type=float, default=110)
@@ -366,8 +381,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"stream benchmarks (local[2], {os.cpu_count()} cores; median of {args.repeats})")
     result: dict[str, Any] = {}
     if args.only in (None, "backlog"):
-        b = result["backlog"] = backlog(args.repeats, args.baseline_src)
-        print(f"  backlog of {b['events']:,} events, musify stream --until-caught-up:")
+        b = result["backlog"] = backlog(
+            args.repeats, args.baseline_src, args.backlog_users, args.backlog_days,
+            args.broker_storage,
+        )  # fmt: skip
+        print(
+            f"  backlog of {b['events']:,} events ({args.broker_storage} broker), "
+            "musify stream --until-caught-up:"
+        )
         print(
             f"    {b['median_rows_per_s_ingest']:,.0f} rows/s ingest (query start -> last batch "
             "committed, the job's clock; target >= 50,000)"

@@ -494,9 +494,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextlib.contextmanager
-def running_broker(port: int, home: Path) -> Iterator[str]:
+def running_broker(port: int, home: Path, storage: str = "memory") -> Iterator[str]:
     """Run a broker for the duration of a ``with`` block; yields its bootstrap address."""
-    settings = Settings(home=Path(home), broker_port=port)
+    settings = Settings(home=Path(home), broker_port=port, broker_storage=storage)
     info = start_broker(settings)
     try:
         yield info.bootstrap_servers
