@@ -697,7 +697,7 @@ def broker_start(
 
 @broker_app.command("stop")
 def broker_stop() -> None:
-    """Stop the local broker (its topics are in memory and are lost)."""
+    """Stop the local broker (in memory, its topics are lost; on disk, they are kept)."""
     from musify.broker.local import stop_broker
 
     try:
@@ -717,7 +717,7 @@ def broker_status() -> None:
     except MusifyError as exc:
         _fail(exc)
     if st.running:
-        out.print(f"running: {st.bootstrap_servers} (pid {st.pid})", highlight=False)
+        out.print(f"running: {st.bootstrap_servers} (pid {st.pid}, {st.storage})", highlight=False)
     else:
         out.print("not running")
         raise typer.Exit(1)

@@ -78,7 +78,7 @@ def test_topics_records_and_offsets_survive_a_kill_9(broker_settings: Settings) 
             c.laddr.ip for c in psutil.Process(store_pid).net_connections() if c.status == "LISTEN"
         }
         assert listening == {"127.0.0.1"}, "only the broker talks to the store"
-        assert broker_status(s).running
+        assert broker_status(s).running and broker_status(s).storage == "disk"
     finally:
         assert stop_broker(s)
     assert local._running_store(s) is None and not psutil.pid_exists(store_pid)

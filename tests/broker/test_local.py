@@ -47,7 +47,7 @@ def test_start_status_stop_are_idempotent(broker_settings: Settings) -> None:
         check_reachable(info.bootstrap_servers, timeout=5)
 
         st = broker_status(s)
-        assert st.running and st.pid == info.pid
+        assert st.running and st.pid == info.pid and st.storage == "memory"
         assert st.bootstrap_servers == info.bootstrap_servers
 
         again = start_broker(s)  # already running: the same broker

@@ -64,6 +64,8 @@ class BrokerStatus:
     running: bool
     pid: int | None
     bootstrap_servers: str
+    #: Where a running broker keeps messages: memory, or disk (its object store runs).
+    storage: str | None = None
 
 
 def broker_binary() -> Path:
@@ -482,7 +484,8 @@ def broker_status(settings: Settings) -> BrokerStatus:
     if running is None:
         return BrokerStatus(running=False, pid=None, bootstrap_servers=_bootstrap(settings))
     pid, bootstrap = running
-    return BrokerStatus(running=True, pid=pid, bootstrap_servers=bootstrap)
+    storage = "disk" if _running_store(settings) is not None else "memory"
+    return BrokerStatus(running=True, pid=pid, bootstrap_servers=bootstrap, storage=storage)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

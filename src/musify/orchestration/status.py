@@ -91,7 +91,7 @@ def collect(settings: Settings) -> StackStatus:
         ComponentState(
             "broker",
             "running" if b.running else "stopped",
-            b.bootstrap_servers + (f" (pid {b.pid})" if b.pid else ""),
+            b.bootstrap_servers + (f" (pid {b.pid}, {b.storage})" if b.pid else ""),
         )
     )
 
