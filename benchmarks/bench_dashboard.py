@@ -50,15 +50,22 @@ def _bump(path: Path) -> None:
 
 def _page_loads(
     page: Any, url: str, repeats: int, warehouse: Path | None
-) -> tuple[float, list[float]]:
-    """The first (cold) load, then ``repeats`` more; with a warehouse, a new version each."""
+) -> tuple[float, list[float], list[dict[str, int]]]:
+    """The first (cold) load, then ``repeats`` more; with a warehouse, a new version each.
+    Also what each of those loads took on the server (``browser.server_ms``)."""
     cold = browser.load(page, url)
-    times = []
+    times, server = [], []
     for _ in range(repeats):
         if warehouse is not None:
             _bump(warehouse)
         times.append(browser.load(page, url))
-    return cold, times
+        server.append(browser.server_ms(page))
+    return cold, times, server
+
+
+def _median_ms(loads: list[dict[str, int]], key: str) -> int | None:
+    xs = [d[key] for d in loads if key in d]
+    return round(median(xs)) if xs else None
 
 
 def _query_layer(settings: Settings, repeats: int) -> dict[str, float]:
@@ -94,19 +101,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--users", type=int, default=USERS)
     ap.add_argument("--days", type=int, default=DAYS)
-    args = ap.parse_args(argv)
-    print(
-        f"dashboard benchmark ({args.users:,} users x {args.days} days; "
-        f"{os.cpu_count()} cores; median of {args.repeats})"
+    ap.add_argument(
+        "--home",
+        type=Path,
+        help="time the page over this MUSIFY_HOME's warehouse and lake (e.g. what "
+        "`python -m benchmarks scale` or `soak` left) instead of building one",
     )
+    args = ap.parse_args(argv)
+    what = str(args.home) if args.home else f"{args.users:,} users x {args.days} days"
+    print(f"dashboard benchmark ({what}; {os.cpu_count()} cores; median of {args.repeats})")
     with tempfile.TemporaryDirectory(prefix="musify-bench-dashboard-") as tmp:
         t0 = time.monotonic()
-        settings = build_warehouse(Path(tmp) / "home", args.users, args.days, streamify_config())
-        manifest = read_manifest(settings)
-        print(
-            f"  warehouse ready in {time.monotonic() - t0:.0f} s "
-            f"({manifest['total_events']:,} events)"
-        )
+        if args.home:
+            settings, events = Settings(home=args.home), None
+        else:
+            settings = build_warehouse(
+                Path(tmp) / "home", args.users, args.days, streamify_config()
+            )
+            events = read_manifest(settings)["total_events"]
+            print(f"  warehouse ready in {time.monotonic() - t0:.0f} s ({events:,} events)")
         empty = Settings(home=Path(tmp) / "empty")
         queries = _query_layer(settings, args.repeats)
         full, full_url = _serve(settings)
@@ -115,9 +128,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             with browser.chromium() as chromium:
                 context = chromium.new_context(viewport=browser.VIEWPORT)
                 page = context.new_page()
-                base_cold, base_times = _page_loads(page, base_url, args.repeats, None)
-                cold, fresh = _page_loads(page, full_url, args.repeats, settings.warehouse_path)
-                _, cached = _page_loads(page, full_url, args.repeats, None)
+                base_cold, base_times, _ = _page_loads(page, base_url, args.repeats, None)
+                cold, fresh, fresh_server = _page_loads(
+                    page, full_url, args.repeats, settings.warehouse_path
+                )
+                _, cached, cached_server = _page_loads(page, full_url, args.repeats, None)
                 with DuckDBWarehouse(settings.warehouse_path).session() as s:
                     b = bounds(s)
                 assert b is not None
@@ -136,15 +151,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             server.stop(base)
     load_avg = os.getloadavg()[0]
     result = {
-        "users": args.users,
-        "days": args.days,
-        "events": manifest["total_events"],
+        "home": str(args.home) if args.home else None,
+        "users": None if args.home else args.users,
+        "days": None if args.home else args.days,
+        "events": events,
         "repeats": args.repeats,
         "load_average_1m": round(load_avg, 2),
         "query_layer": queries,
         "page_fresh_median_s": round(median(fresh), 3),
         "page_fresh_all_s": [round(x, 3) for x in fresh],
         "page_cached_median_s": round(median(cached), 3),
+        # the script's own time on the server, and the live section's read of the lake
+        "server_fresh_median_ms": _median_ms(fresh_server, "page"),
+        "server_cached_median_ms": _median_ms(cached_server, "page"),
+        "live_read_fresh_median_ms": _median_ms(fresh_server, "live_read"),
         "page_cold_first_load_s": round(cold, 3),
         "state_filter_median_s": round(median(filter_times), 3),
         "baseline_empty_page_median_s": round(median(base_times), 3),
@@ -162,13 +182,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{result['page_cached_median_s']:.2f} s; first load of the browser {cold:.2f} s"
     )
     print(
+        f"  on the server, new data each load: the page's script "
+        f"{result['server_fresh_median_ms']} ms, the live section's read of the lake "
+        f"{result['live_read_fresh_median_ms']} ms; without new data "
+        f"{result['server_cached_median_ms']} ms"
+    )
+    print(
         f"  baseline (same run), the empty-warehouse page: "
         f"{result['baseline_empty_page_median_s']:.2f} s -> x{result['fresh_over_baseline']:.2f}"
     )
     print(f"  state filter to interactive: {result['state_filter_median_s']:.2f} s median")
     print(
         f"  query layer (all tiles, one session): last day {queries['median_last_day_s']:.3f} s,"
-        f" all {args.days} days {queries['median_all_days_s']:.3f} s"
+        f" all days {queries['median_all_days_s']:.3f} s"
     )
     print(f"  machine load average while measuring: {load_avg:.1f} on {os.cpu_count()} cores")
     return result

@@ -82,6 +82,7 @@ def test_the_live_section_shows_the_lake_and_follows_the_state_filter(
     marker = live_marker(at)
     assert marker["data-clock"] == view.clock.isoformat()
     assert int(marker["data-listens"]) == sum(m.listens for m in view.listens_per_minute) > 0
+    assert int(marker["data-read-ms"]) > 0  # how long the lake's read took
     body = text(at)
     assert "Trending songs" in body and view.trending_songs[0].name in body
     assert "data " in body and " old" in body  # every tile says how old its data is

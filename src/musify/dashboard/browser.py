@@ -81,6 +81,17 @@ def load(page: Any, url: str, timeout_s: float = 60.0) -> float:
     return time.perf_counter() - t0
 
 
+def server_ms(page: Any) -> dict[str, int]:
+    """What the page's last run took on the server, in ms: ``page`` (the whole script)
+    and ``live_read`` (the live section's read of the lake); absent before it is drawn."""
+    data: dict[str, str] | None = page.evaluate(
+        "() => { const r = document.querySelector('#musify-ready');"
+        " const l = document.querySelector('#musify-live');"
+        " return {page: r ? r.dataset.serverMs : null, live_read: l ? l.dataset.readMs : null}; }"
+    )
+    return {k: int(v) for k, v in (data or {}).items() if v}
+
+
 def metrics(page: Any) -> dict[str, str]:
     """The headline numbers as shown: label -> value text."""
     out: dict[str, str] = {}

@@ -10,6 +10,7 @@ state filter. The pipeline's lag comes from the stream's status record.
 from __future__ import annotations
 
 import html
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,7 @@ def _lag_text(view: LiveView, status: StreamStatus) -> tuple[str, str]:
     return value, " · ".join(bits)
 
 
-def render(view: LiveView | None, status: StreamStatus, refresh_s: float) -> None:
+def render(view: LiveView | None, status: StreamStatus, refresh_s: float, read_ms: int = 0) -> None:
     st.subheader("Live")
     if view is None or view.clock is None:
         # Not an st.info: an alert box means "the page has settled" to the browser helpers.
@@ -95,7 +96,7 @@ def render(view: LiveView | None, status: StreamStatus, refresh_s: float) -> Non
             f"{refresh_s:g} s.</div>",
             unsafe_allow_html=True,
         )
-        _marker(view)
+        _marker(view, read_ms)
         return
     lag_value, lag_help = _lag_text(view, status)
     rate = view.auth_failure_rate
@@ -161,18 +162,19 @@ def render(view: LiveView | None, status: StreamStatus, refresh_s: float) -> Non
         key="live-quarantine",
         config=charts_,
     )
-    _marker(view)
+    _marker(view, read_ms)
 
 
-def _marker(view: LiveView | None) -> None:
+def _marker(view: LiveView | None, read_ms: int) -> None:
     # Browser tests and the benchmark read the section's clock, totals and the listen
-    # table's snapshot it was drawn from here.
+    # table's snapshot it was drawn from here, and how long reading the lake took.
     clock = "" if view is None or view.clock is None else view.clock.isoformat()
     listens = 0 if view is None else sum(m.listens for m in view.listens_per_minute)
     snapshot = None if view is None else view.snapshots.get("listen_events")
     st.markdown(
         f'<span id="musify-live" data-clock="{html.escape(clock)}"'
-        f' data-listens="{listens}" data-snapshot="{snapshot or ""}"></span>',
+        f' data-listens="{listens}" data-snapshot="{snapshot or ""}"'
+        f' data-read-ms="{read_ms}"></span>',
         unsafe_allow_html=True,
     )
 
@@ -184,12 +186,13 @@ def section(settings: Settings) -> None:
     @st.fragment(run_every=every)
     def live() -> None:
         state = st.session_state.get("state") or None
+        t0 = time.perf_counter()
         try:
             view, status = read_view(settings, state)
         except Exception as exc:  # the page stays up and says what failed
             st.subheader("Live")
             st.warning(f"The live section cannot read the lake: {exc}")
             return
-        render(view, status, every)
+        render(view, status, every, round((time.perf_counter() - t0) * 1000))
 
     live()
