@@ -85,13 +85,17 @@ def at(events: Events) -> datetime:
 @pytest.fixture(scope="module")
 def built(events: Events, at: datetime, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A lake holding the events in three micro-batches, plus a fourth that delivers a
-    sample of the listens again at other offsets (a producer's retry): duplicates."""
+    sample of the listens again at other offsets (a producer's retry): duplicates, in
+    the last hour and a day before it."""
     lake = Lake(tmp_path_factory.mktemp("live") / "lake")
     cuts = [ms(START + timedelta(hours=h)) for h in (0, 36, 42)] + [2**62]
     for batch, (lo, hi) in enumerate(itertools.pairwise(cuts)):
         part = {t: [e for e in evs if lo <= e["ts"] < hi] for t, evs in events.items()}
         write_events(lake, part, batch, first_offset={t: lo // 1000 for t in TOPIC_NAMES})
     again = [e for e in events["listen_events"] if e["ts"] < ms(at)][-300::3]
+    # and some of the same minutes a day earlier (the listens per minute tile's comparison)
+    a_day_before = ms(at - timedelta(days=1))
+    again += [e for e in events["listen_events"] if e["ts"] < a_day_before][-300::3]
     write_events(lake, {"listen_events": again}, 3, partition=1)
     return lake.root if isinstance(lake.root, Path) else Path(lake.root)
 
