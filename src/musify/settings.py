@@ -39,6 +39,10 @@ class Settings:
     #: retention, lost on stop) or disk (files under MUSIFY_HOME/broker through a local
     #: object store: flat memory for long runs, topics kept across restarts).
     broker_storage: str = "memory"
+    #: The disk-backed broker deletes record batches written longer ago than this
+    #: (Kafka's log.retention.hours: 168), keeping each partition's newest; a consumer
+    #: further behind finds them gone (the stream's loss check says so). 0 keeps all.
+    broker_retention_hours: float = 168.0
     #: Interface servers bind to; loopback unless deliberately opened.
     bind_host: str = "127.0.0.1"
     #: Allow ``bind_host`` to be an interface other than loopback. Off by default: the
@@ -267,6 +271,7 @@ _RANGES: dict[str, tuple[float, float, bool]] = {
     "workers": (0, 4096, False),
     "batch_lookback_hours": (0, 24 * 366, False),
     "lake_snapshot_retention_hours": (0, float("inf"), False),
+    "broker_retention_hours": (0, float("inf"), False),
     "max_event_future_seconds": (0, float("inf"), False),
     "dashboard_refresh_seconds": (0, 86400, True),
     "live_refresh_seconds": (0, 3600, True),

@@ -85,7 +85,36 @@ def test_topics_records_and_offsets_survive_a_kill_9(broker_settings: Settings) 
     assert not (s.run_dir / "broker-store.pid").exists()
 
 
+def test_batches_older_than_the_retention_are_deleted_and_reading_starts_after_them(
+    broker_settings: Settings,
+) -> None:
+    s = replace(broker_settings, broker_storage="disk", broker_retention_hours=2 / 3600)
+    info = start_broker(s)
+    try:
+        admin = AdminClient({"bootstrap.servers": info.bootstrap_servers})
+        admin.create_topics([NewTopic(TOPIC, 3, 1)])[TOPIC].result(10)
+        for i in range(5):  # several batches per partition
+            _produce(info.bootstrap_servers, i * 200, 200)
+        bucket = s.home / "broker" / local.STORE_BUCKET
+        before = list(bucket.rglob("*.batch"))
+        time.sleep(4.0)  # older than the retention (2 s), and a sweep (every 1 s) later
+        _produce(info.bootstrap_servers, 1000, 100)
+        records = consume(info.bootstrap_servers, TOPIC, 100, timeout=10, settle=1.0)
+        values = sorted(int(r.value[5:-1]) for r in records)
+        assert set(range(1000, 1100)) <= set(values), "nothing younger is gone"
+        assert len(values) < 1100, "the old batches were deleted"
+        assert min(r.offset for r in records) > 0, "reading starts after them"
+        left = list(bucket.rglob("*.batch"))
+        assert len(left) < len(before)
+        assert {p.parent for p in left} == {p.parent for p in before}  # newest ones kept
+    finally:
+        assert stop_broker(s)
+
+
 def test_the_storage_setting_is_checked() -> None:
     assert load_settings({"MUSIFY_BROKER_STORAGE": "disk"}).broker_storage == "disk"
     with pytest.raises(UsageError, match="MUSIFY_BROKER_STORAGE"):
         load_settings({"MUSIFY_BROKER_STORAGE": "tape"})
+    assert load_settings({"MUSIFY_BROKER_RETENTION_HOURS": "0.5"}).broker_retention_hours == 0.5
+    with pytest.raises(UsageError, match="MUSIFY_BROKER_RETENTION_HOURS"):
+        load_settings({"MUSIFY_BROKER_RETENTION_HOURS": "-1"})

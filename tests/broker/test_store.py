@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import random
 import threading
 import urllib.request
@@ -16,7 +17,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from musify.broker.store import KeyIndex, install, page
+from musify.broker.store import KeyIndex, Retention, install, page
 
 localbucket = pytest.importorskip("localbucket")
 
@@ -176,3 +177,37 @@ def test_listings_follow_the_servers_writes_and_deletes_without_reading_the_disk
     assert index.scans == scans  # answered from the index, kept current by the writes
     # and what the index says is what the disk holds
     assert _list(base, records) == _original(data / "musify", records, "", "", False, 1000)[0]
+
+
+def test_retention_deletes_old_batches_oldest_first_and_keeps_each_partitions_newest(
+    tmp_path: Path,
+) -> None:
+    bucket = tmp_path / "data" / "musify"
+    now = 1_000_000.0
+    ages = {0: [900, 800, 700, 100, 50], 1: [900, 850], 2: [10]}  # seconds, oldest first
+    for p, partition_ages in ages.items():
+        records = bucket / f"clusters/c/topics/t/partitions/{p:010d}/records"
+        records.mkdir(parents=True)
+        (records.parent / "watermark.json").write_text("{}")
+        os.utime(records.parent / "watermark.json", (now - 10_000, now - 10_000))
+        for offset, age in enumerate(partition_ages):
+            batch = records / f"{offset * 100:020d}.batch"
+            batch.write_bytes(b"x")
+            os.utime(batch, (now - age, now - age))
+    index = KeyIndex(localbucket.TEMP_PREFIX)
+    folder = "clusters/c/topics/t/partitions/0000000000/records/"
+    assert len(index.keys(bucket, folder)) == 5  # a listing made before the sweep
+    forgotten: list[Path] = []
+    retention = Retention(tmp_path / "data", index, 600.0, forgotten.append)
+    assert retention.sweep(now) == 4  # partition 0: three of five; 1: one of two; 2: none
+    left = sorted(p.relative_to(bucket).as_posix() for p in bucket.rglob("*.batch"))
+    assert left == [
+        f"{folder}00000000000000000300.batch",
+        f"{folder}00000000000000000400.batch",
+        "clusters/c/topics/t/partitions/0000000001/records/00000000000000000100.batch",
+        "clusters/c/topics/t/partitions/0000000002/records/00000000000000000000.batch",
+    ]
+    assert index.keys(bucket, folder) == left[:2]  # the listing follows
+    assert len(forgotten) == 4
+    assert (bucket / folder).parent.joinpath("watermark.json").exists()  # only batches go
+    assert retention.sweep(now) == 0 and retention.deleted == 4

@@ -351,6 +351,7 @@ def _start_store(settings: Settings) -> str:
         # Only the broker talks to the store: loopback whatever bind_host says.
         cmd = [sys.executable, "-m", "musify.broker.store", str(data)]
         cmd += ["--host", "127.0.0.1", "--port", str(port)]
+        cmd += ["--retention-seconds", f"{settings.broker_retention_hours * 3600:g}"]
         proc = _spawn(cmd, _store_log_path(settings), dict(os.environ), "the broker's store")
         _store_pid_path(settings).write_text(f"{proc.pid} {port}\n")
         deadline = time.monotonic() + START_TIMEOUT

@@ -15,6 +15,9 @@ Two things differ from ``localbucket`` run alone:
   built from disk once and kept current by this server's own writes and deletes (it
   is the only writer), so a page costs a binary search and its 1,000 entries, whose
   size, time and ETag are kept too (localbucket stats each file twice per listing).
+- **Retention** (``--retention-seconds``, from ``MUSIFY_BROKER_RETENTION_HOURS``):
+  ``Retention`` deletes record batches written longer ago, keeping each partition's
+  newest, so the files and the listings Tansu makes stop growing.
 - Its per-request log is off: one line per produced batch would be most of the
   broker's log.
 """
@@ -27,6 +30,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -275,6 +279,53 @@ def install(handler: Any, localbucket: Any) -> KeyIndex:
     return index
 
 
+class Retention:
+    """Deletes record batches written more than ``seconds`` ago, oldest first, keeping
+    each partition's newest (Kafka deletes whole old segments, never the active one).
+    Tansu then reports the partition's first remaining offset as its start and serves
+    a fetch below it from there, as Kafka does after retention."""
+
+    def __init__(self, data_root: Path, index: KeyIndex, seconds: float, forget: Any) -> None:
+        self.data_root = data_root
+        self.index = index
+        self.seconds = seconds
+        self._forget = forget  # drops a deleted file's cached ETag
+        #: Batches deleted since start.
+        self.deleted = 0
+
+    def sweep(self, now: float | None = None) -> int:
+        """Delete what is due; how many batches."""
+        cutoff = (time.time() if now is None else now) - self.seconds
+        n = 0
+        # Tansu's layout: BUCKET/clusters/C/topics/T/partitions/P/records/OFFSET.batch
+        for records in sorted(self.data_root.glob("*/clusters/*/topics/*/partitions/*/records")):
+            bucket_dir = records.parents[6]
+            folder = records.relative_to(bucket_dir).as_posix() + "/"
+            batches = [k for k in self.index.keys(bucket_dir, folder) if k.endswith(".batch")]
+            for key in batches[:-1]:
+                path = bucket_dir / key
+                try:
+                    if path.stat().st_mtime >= cutoff:
+                        break  # written in offset order: the rest is younger
+                    path.unlink()
+                except FileNotFoundError:
+                    pass
+                self.index.removed(bucket_dir, key)
+                self._forget(path)
+                n += 1
+        self.deleted += n
+        return n
+
+    def run_forever(self) -> None:
+        every = min(60.0, max(1.0, self.seconds / 10))
+        while True:
+            time.sleep(every)
+            try:
+                self.sweep()
+            except OSError as exc:  # a folder that went away mid-sweep: next time
+                logging.getLogger(__name__).warning("retention sweep: %s", exc)
+
+
 def main(argv: list[str] | None = None) -> None:
     # localbucket configures logging only if nothing has (logging.basicConfig).
     logging.basicConfig(
@@ -282,12 +333,27 @@ def main(argv: list[str] | None = None) -> None:
         format="%(asctime)s [%(levelname)s] %(name)s: %(message)s",
         datefmt="%Y-%m-%dT%H:%M:%S",
     )
+    args = sys.argv[1:] if argv is None else list(argv)
+    retention = 0.0
+    if "--retention-seconds" in args:
+        i = args.index("--retention-seconds")
+        retention = float(args[i + 1])
+        del args[i : i + 2]
     try:
         import localbucket
     except ImportError:
         sys.exit("the disk-backed broker needs localbucket: pip install 'musify[broker]'")
-    install(localbucket.S3Handler, localbucket)
-    sys.argv = ["localbucket", *(sys.argv[1:] if argv is None else argv)]
+    index = install(localbucket.S3Handler, localbucket)
+    if retention > 0 and args and not args[0].startswith("-"):
+        root = Path(args[0]).resolve()
+
+        def forget(path: Path) -> None:
+            with localbucket._etag_lock:
+                localbucket._etag_cache.pop(str(path), None)
+
+        sweeper = Retention(root, index, retention, forget)
+        threading.Thread(target=sweeper.run_forever, name="retention", daemon=True).start()
+    sys.argv = ["localbucket", *args]
     localbucket.main()
 
 
