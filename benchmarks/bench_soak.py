@@ -71,10 +71,19 @@ def _growth_per_day(samples: list[dict[str, Any]], name: str, until: float) -> f
 
 
 def run(
-    users: int, history: str, speed: float, tail: float, trigger: str, storage: str
+    users: int,
+    history: str,
+    speed: float,
+    tail: float,
+    trigger: str,
+    storage: str,
+    retention_hours: float | None = None,
 ) -> dict[str, Any]:
     span = parse_duration(history)
-    up_home = UpHome.fresh("musify-soak-", MUSIFY_BROKER_STORAGE=storage)
+    env = {"MUSIFY_BROKER_STORAGE": storage}
+    if retention_hours is not None:
+        env["MUSIFY_BROKER_RETENTION_HOURS"] = f"{retention_hours:g}"
+    up_home = UpHome.fresh("musify-soak-", **env)
     home, settings = up_home.home, Settings(home=up_home.home)
     began = datetime.now(UTC)
     start = (began - span).replace(second=0, microsecond=0)
@@ -108,9 +117,10 @@ def run(
                 else None
             )
             total = sum(mib.values())
-            samples.append(
-                {"t": round(elapsed), "sim": sim, "lag_s": lag, "mib": mib, "total": total}
-            )
+            sample = {"t": round(elapsed), "sim": sim, "lag_s": lag, "mib": mib, "total": total}
+            if len(samples) % 6 == 0:  # the broker's files (disk storage), once a minute
+                sample["broker_disk_mib"] = round(_size(home / "broker") / 2**20)
+            samples.append(sample)
             if total * 2**20 > MEMORY_GUARD:
                 aborted = f"whole stack above {MEMORY_GUARD / 2**30:.0f} GiB after {elapsed:.0f} s"
                 break
@@ -155,6 +165,12 @@ def run(
         ),
         "home_mib": round(_size(home) / 2**20),
         "broker_disk_mib": round(_size(home / "broker") / 2**20),
+        "broker_retention_hours": retention_hours,
+        "broker_disk_curve": [
+            {"t": s["t"], "sim_h": round((s["sim"] or 0) / 3600, 1), "mib": s["broker_disk_mib"]}
+            for s in samples
+            if "broker_disk_mib" in s
+        ][:: max(1, len(samples) // 360)],
         "memory_curve": [
             {"t": s["t"], "sim_h": round((s["sim"] or 0) / 3600, 1), **s["mib"]}
             for s in samples[:: max(1, len(samples) // 60)]
@@ -184,12 +200,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--broker-storage", choices=["memory", "disk"], default="disk", help="MUSIFY_BROKER_STORAGE"
     )
+    ap.add_argument(
+        "--broker-retention-hours",
+        type=float,
+        help="MUSIFY_BROKER_RETENTION_HOURS for the disk-backed broker (wall-clock hours)",
+    )
     args = ap.parse_args(argv)
     print(
         f"soak: musify up, {args.users:,} users, {args.history} replayed at {args.speed:g}x, "
         f"broker storage {args.broker_storage}"
     )
-    r = run(args.users, args.history, args.speed, args.tail, args.trigger, args.broker_storage)
+    r = run(
+        args.users,
+        args.history,
+        args.speed,
+        args.tail,
+        args.trigger,
+        args.broker_storage,
+        args.broker_retention_hours,
+    )
     print(f"  {r['simulated_days']} simulated days in {r['seconds']} s; aborted: {r['aborted']}")
     print(f"  hours published: {r['hours_published']}; lag {r['publication_lag_s']}")
     print(f"  peak memory of the whole stack: {r['peak_total_mib']:,} MiB (target <= 8,192)")
@@ -197,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         growth = r["growth_mib_per_sim_day"].get(name)
         print(f"    {name:<22} {mib:>7,} MiB peak, growth {growth} MiB per simulated day")
     print(f"  logs {r['logs_mib']} MiB (largest file {r['biggest_log_mib']} MiB)")
+    print(f"  broker files at the end: {r['broker_disk_mib']:,} MiB")
     print(f"  saved {save('soak', r)}")
 
 
