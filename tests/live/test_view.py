@@ -260,12 +260,17 @@ def test_a_late_event_lands_in_its_open_minute_and_only_new_files_are_read(
     read = live.rows.files_read
     again = live.view(at=at)
     assert shown(again) == shown(before) and live.rows.files_read == read  # all cached
+    # the deduplicated listens too, also for another state (filtered in the queries)
+    state = next(iter(before.listens_by_state))
+    assert shown(live.view(at=at, state=state)) == shown(Live(lake).view(at=at, state=state))
+    assert live.listens_built == 1
     open_minute = next(m for m in before.listens_per_minute if not m.final)
     late = dict(events["listen_events"][0], sessionId=2**50, itemInSession=1)
     late["ts"] = ms(open_minute.minute) + 1_000
     write_events(lake, {"listen_events": [late]}, 4, partition=2)
     after = live.view(at=at)
     assert live.rows.files_read == read + 1  # the late event's file, nothing else
+    assert live.listens_built == 2  # a new file: built again
     counts = {m.minute: m.listens for m in after.listens_per_minute}
     assert counts[open_minute.minute] == open_minute.listens + 1
 

@@ -37,7 +37,12 @@ class Rows:
     table: str
     snapshot_id: int | None
     data: Any  # pyarrow.Table
-    files: int
+    #: The committed files read (whole partitions): with the snapshot, what ``data`` is.
+    paths: tuple[str, ...]
+
+    @property
+    def files(self) -> int:
+        return len(self.paths)
 
 
 class CommittedRows:
@@ -81,7 +86,7 @@ class CommittedRows:
         else:
             schema = self.lake.tables.table(table).schema().as_arrow()
             data = schema.empty_table().select(list(cols))
-        return Rows(table, snapshot_id, data, len(paths))
+        return Rows(table, snapshot_id, data, tuple(paths))
 
     def _file(
         self, table: str, snapshot_id: int | None, path: str, columns: tuple[str, ...]

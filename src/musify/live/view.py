@@ -20,6 +20,8 @@ is still in the lake and in the next refresh's recount (and in the hourly marts)
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +40,8 @@ RECENT_WINDOW = timedelta(minutes=15)
 PREVIOUS_WINDOW = timedelta(minutes=60)
 STATUS_CHANGES_WINDOW = timedelta(minutes=60)
 TOP = 10
+#: Day-earlier minute counts kept (one per state filter and minute the page shows).
+DAY_BEFORE_KEPT = 64
 LATEST_CHANGES = 8
 CHANGE_KIND = {"Submit Upgrade": "upgrade", "Submit Downgrade": "downgrade", "Cancel": "cancel"}
 #: How far back the clock is looked for when nothing is committed near the hint...
@@ -147,6 +151,16 @@ class Live:
 
         self.rows = CommittedRows(lake)
         self.allowed_lateness_s = allowed_lateness_s
+        # The deduplicated listens of the newest view, by what they are made of (the files
+        # read and the clock): refreshes between two micro-batches (every 5 s against a
+        # commit every 30 s or 2 min) and page loads reuse them instead of copying the
+        # last 76 minutes again (~0.35 s at 1M users).
+        self._listens: tuple[tuple[tuple[str, ...], datetime], Any] | None = None
+        self._listens_lock = threading.Lock()
+        #: How often the deduplicated listens were built (tests count them).
+        self.listens_built = 0
+        # The listens per minute a day earlier, by (files, first minute, state filter).
+        self._day_before: OrderedDict[tuple[Any, ...], dict[datetime, int]] = OrderedDict()
         # One in-memory database; each view works in its own cursor (a connection of its
         # own: views, registrations and temp views stay apart between threads).
         self._duckdb = duckdb.connect()
@@ -233,14 +247,21 @@ class Live:
         # From the oldest minute a tile reads (the clock was searched further back); a
         # redelivered event has its event's ts, so both copies are in or out. The day
         # before is only counted per minute (``_per_minute``), not copied here.
-        _dedup(
-            con,
-            "listens",
-            "select * from listens_now where cast(ts as timestamp) >= $since",
-            {"since": _naive(clock - RECENT_WINDOW - PREVIOUS_WINDOW - MINUTE)},
-        )
+        key = (listens.paths, clock)
+        with self._listens_lock:
+            kept = self._listens[1] if self._listens and self._listens[0] == key else None
+        if kept is None:
+            kept = _dedup_arrow(
+                con,
+                "select * from listens_now where cast(ts as timestamp) >= $since",
+                {"since": _naive(clock - RECENT_WINDOW - PREVIOUS_WINDOW - MINUTE)},
+            )
+            with self._listens_lock:
+                self._listens = (key, kept)
+                self.listens_built += 1
+        con.register("listens", kept)
         params = {"state": state}
-        per_minute = self._per_minute(con, clock, params)
+        per_minute = self._per_minute(con, clock, params, earlier.paths)
         active = con.execute(
             "select count(distinct userId) from listens where ts > $start and ts <= $clock"
             " and ($state is null or upper(trim(state)) = $state)",
@@ -310,17 +331,25 @@ class Live:
         )
 
     def _per_minute(
-        self, con: Any, clock: datetime, params: dict[str, Any]
+        self, con: Any, clock: datetime, params: dict[str, Any], earlier: tuple[str, ...]
     ) -> tuple[MinuteListens, ...]:
         last = _floor_minute(clock)
         first = last - LISTENS_WINDOW + MINUTE
         day = timedelta(days=1)
         counts = _minute_counts(con, first, last + MINUTE, params["state"])
-        counts.update(
-            _first_delivery_minute_counts(
+        # A day earlier is history: its counts change only with its files (late events)
+        key = (earlier, first, params["state"])
+        with self._listens_lock:
+            before = self._day_before.get(key)
+        if before is None:
+            before = _first_delivery_minute_counts(
                 con, "listens_earlier", first - day, last + MINUTE - day, params["state"]
             )
-        )
+            with self._listens_lock:
+                self._day_before[key] = before
+                while len(self._day_before) > DAY_BEFORE_KEPT:
+                    self._day_before.popitem(last=False)
+        counts.update(before)
         lateness = timedelta(seconds=self.allowed_lateness_s)
         out = []
         for i in range(int(LISTENS_WINDOW / MINUTE)):
@@ -431,6 +460,20 @@ def _first_delivery_minute_counts(
         {"state": state, "first": _naive(start), "end": _naive(end)},
     ).fetchall()
     return {m: int(n) for m, n in rows}
+
+
+def _dedup_arrow(con: Any, source: str, params: dict[str, Any]) -> Any:
+    """``source`` with each event once (its first delivery), as an Arrow table: what
+    ``_dedup`` makes, kept outside the connection so later views can read it too."""
+    relation = con.sql(
+        f"select * replace (cast(ts as timestamp) as ts) from ({source})"
+        " qualify row_number() over (partition by date_trunc('hour', ts), sessionId,"
+        " itemInSession order by kafka_partition, kafka_offset) = 1",
+        params=params,
+    )
+    # DuckDB 2 calls it to_arrow_table, 1.x fetch_arrow_table (the declared range has both)
+    fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
+    return fetch()
 
 
 def _dedup(con: Any, name: str, source: str, params: dict[str, Any] | None = None) -> None:
