@@ -81,7 +81,7 @@ test: install
 	$(BIN)/ruff check src tests benchmarks requirements
 	$(BIN)/ruff format --check src tests benchmarks requirements
 	$(BIN)/mypy
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=25 $(PYTEST_ARGS)
 
 # The fast subset (about 2 minutes): the tests with the cost marker fast (tests/conftest.py
 # gives it to every test that needs no broker, JVM, emulator, Airflow or browser).
