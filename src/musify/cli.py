@@ -271,6 +271,7 @@ def generate(
         )
         with _progress_bar(enabled=not quiet) as on_progress:
             if bootstrap_servers is not None:
+                from musify.broker.local import producer_options
                 from musify.broker.produce import produce_events
 
                 summary = produce_events(
@@ -280,6 +281,7 @@ def generate(
                     replication=settings.topic_replication,
                     on_progress=on_progress,
                     resume=resume,
+                    sink_options=producer_options(settings),
                 )
             else:
                 summary = generate_events(

@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError
 from confluent_kafka.admin import AdminClient
 
 from musify.broker.kafka import KafkaSink, check_reachable, ensure_topics
-from musify.broker.local import free_port, start_broker, stop_broker
+from musify.broker.local import free_port, producer_options, start_broker, stop_broker
 from musify.errors import BrokerError, UsageError
 from musify.events import TOPIC_NAMES
 from musify.settings import Settings
@@ -104,6 +104,25 @@ def test_sink_delivers_every_line_keyed_and_in_order(broker: str) -> None:
     assert sorted(r.value for r in records) == sorted(lines)  # trailing newline kept
     assert len({r.partition for r in records}) == 3  # keys spread over partitions
     _check_keyed_order(records)
+
+
+def test_a_sink_with_a_minimum_flush_interval_flushes_at_most_that_often(broker: str) -> None:
+    """The disk-backed broker's generator (``producer_options``): a flush right after a
+    flush leaves delivery to the producer's linger; closing delivers everything."""
+    assert producer_options(Settings(broker_storage="memory")) == {}
+    options = producer_options(Settings(broker_storage="disk"))
+    assert options["min_flush_interval"] >= 1.0
+    keys, lines = _lines("f", 2_000, n_keys=7)
+    sink = KafkaSink(broker, partitions=3, **{**options, "min_flush_interval": 60.0})
+    with sink:
+        _write(sink, keys[:1000], lines[:1000])
+        sink.flush()  # the first one delivers
+        assert sink.delivered == 1000
+        _write(sink, keys[1000:], lines[1000:])
+        sink.flush()  # within the interval: does not wait for them (linger: 1 s)
+        assert sink.delivered < 2_000
+    assert sink.delivered == 2_000 and sink.failed_attempts == 0
+    assert sorted(r.value for r in consume(broker, TOPIC, 2_000)) == sorted(lines)
 
 
 def test_sink_recovers_from_a_broker_restart(broker_settings: Settings) -> None:

@@ -8,7 +8,9 @@ never imports the broker.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from musify.broker.kafka import KafkaSink
 from musify.errors import UsageError
@@ -33,6 +35,7 @@ def produce_events(
     replication: int = 1,
     on_progress: ProgressCallback | None = None,
     resume: bool = False,
+    sink_options: Mapping[str, Any] | None = None,
 ) -> GenerateSummary:
     """Plan and run a generator job into the Kafka at ``bootstrap_servers``; returns the
     summary.
@@ -40,7 +43,8 @@ def produce_events(
     ``resume``: the topics hold part of this very run (same config, users, seed, start
     time), e.g. from a generator that was killed; produce only the events they do not
     hold yet. The summary's ``skipped`` counts, per topic, the events regenerated but
-    not produced because they were there already.
+    not produced because they were there already. ``sink_options``: more ``KafkaSink``
+    arguments (``musify.broker.local.producer_options``).
     """
     plan = plan_run(opts)
     if resume:
@@ -51,6 +55,7 @@ def produce_events(
         replication=replication,
         continuous=opts.continuous,
         resume=resume,
+        **(sink_options or {}),
     )
     if resume:
         plan = _open_for_resume(plan, sink)
