@@ -428,11 +428,12 @@ class Live:
 
 
 def _minute_counts(
-    con: Any, start: datetime, end: datetime, state: str | None
+    con: Any, start: datetime, end: datetime, state: str | None, source: str = "listens"
 ) -> dict[datetime, int]:
-    """Listens per minute of the ``listens`` view in [start, end), naive UTC minutes."""
+    """Listens per minute of ``source`` (the ``listens`` view) in [start, end), naive UTC
+    minutes."""
     rows = con.execute(
-        "select date_trunc('minute', ts), count(*) from listens"
+        f"select date_trunc('minute', ts), count(*) from {source}"
         " where ts >= $first and ts < $end"
         " and ($state is null or upper(trim(state)) = $state)"
         " group by 1",
@@ -448,18 +449,13 @@ def _first_delivery_minute_counts(
     rows: each event's first delivery (its ts and state) by one aggregation over the
     few columns the count needs (at 1M users the day before's hour is ~560,000 rows;
     copying them with every column into the temp table was half of a refresh)."""
-    rows = con.execute(
-        "select date_trunc('minute', ts), count(*) from ("
-        " select arg_min(ts, delivery) as ts, arg_min(state, delivery) as state from ("
-        "  select cast(ts as timestamp) as ts, sessionId, itemInSession, state,"
-        f"  (kafka_partition, kafka_offset) as delivery from {table})"
+    first_deliveries = (
+        "(select arg_min(ts, delivery) as ts, arg_min(state, delivery) as state from ("
+        " select cast(ts as timestamp) as ts, sessionId, itemInSession, state,"
+        f" (kafka_partition, kafka_offset) as delivery from {table})"
         " group by date_trunc('hour', ts), sessionId, itemInSession)"
-        " where ts >= $first and ts < $end"
-        " and ($state is null or upper(trim(state)) = $state)"
-        " group by 1",
-        {"state": state, "first": _naive(start), "end": _naive(end)},
-    ).fetchall()
-    return {m: int(n) for m, n in rows}
+    )
+    return _minute_counts(con, start, end, state, first_deliveries)
 
 
 def _dedup_arrow(con: Any, source: str, params: dict[str, Any]) -> Any:
