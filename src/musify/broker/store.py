@@ -260,8 +260,10 @@ def install(handler: Any, localbucket: Any) -> KeyIndex:
         return etag
 
     def _delete_object(self: Any, bucket: str, key: str) -> None:
-        delete_object(self, bucket, key)
+        # First: localbucket answers the client inside, and its next listing may come
+        # before this thread goes on.
         index.removed(self._bucket_dir(bucket), key)
+        delete_object(self, bucket, key)
 
     def _delete_bucket(self: Any, bucket: str) -> None:
         bucket_dir = self._bucket_dir(bucket)
