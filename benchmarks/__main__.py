@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable
 
 from benchmarks import (
+    bench_broker_store,
     bench_dashboard,
     bench_generator,
     bench_install,
@@ -21,6 +22,7 @@ from benchmarks import (
 BENCHMARKS: dict[str, Callable[[list[str] | None], object]] = {
     "generator": bench_generator.main,
     "kafka_source": bench_kafka_source.main,
+    "broker_store": bench_broker_store.main,
     "stream": bench_stream.main,
     "dashboard": bench_dashboard.main,
     "warehouse": bench_warehouse.main,

@@ -3,21 +3,18 @@ pages as localbucket's own listing, without reading the disk again."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import random
-import threading
 import urllib.request
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
 import pytest
 
-from musify.broker.store import KeyIndex, Retention, install, page
+from musify.broker.store import KeyIndex, Retention, page, serve
 
 localbucket = pytest.importorskip("localbucket")
 
@@ -72,33 +69,11 @@ def test_pages_are_localbuckets_own_for_every_prefix_delimiter_marker_and_size(
     assert checked > 200
 
 
-@contextlib.contextmanager
-def _server(data: Path, indexed: bool) -> Iterator[tuple[str, KeyIndex | None]]:
-    """localbucket's server on ``data``, on a free port; ``indexed``: with the index
-    installed (on a subclass: the module's own handler stays as it is)."""
-
-    class Handler(localbucket.S3Handler):  # type: ignore[misc,name-defined]
-        data_root = data
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    index = install(Handler, localbucket) if indexed else None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", index
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, KeyIndex, Path]]:
     data = tmp_path / "data"
     data.mkdir()
-    with _server(data, indexed=True) as (base, index):
+    with serve(data, indexed=True) as (base, index):
         assert index is not None
         yield base, index, data
 
@@ -113,7 +88,7 @@ def test_listing_responses_are_localbuckets_own(tmp_path: Path) -> None:
                "list-type=2&prefix=clusters/&delimiter=/&encoding-type=url",
                f"list-type=2&start-after={first}00000000000000000000.batch&max-keys=3",
                "prefix=clusters/c/&delimiter=/", "prefix=groups/&max-keys=1"]  # fmt: skip
-    with _server(data, indexed=False) as (plain, _), _server(data, indexed=True) as (ours, _):
+    with serve(data, indexed=False) as (plain, _), serve(data, indexed=True) as (ours, _):
         for query in queries:
             want = _call("GET", f"{plain}/musify?{query}")
             got = _call("GET", f"{ours}/musify?{query}")

@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import base64
 import bisect
+import contextlib
 import logging
 import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from http import HTTPStatus
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -326,6 +329,30 @@ class Retention:
                 self.sweep()
             except OSError as exc:  # a folder that went away mid-sweep: next time
                 logging.getLogger(__name__).warning("retention sweep: %s", exc)
+
+
+@contextlib.contextmanager
+def serve(data: Path, indexed: bool = True) -> Iterator[tuple[str, KeyIndex | None]]:
+    """localbucket's server on ``data`` in this process, on a free 127.0.0.1 port, for
+    tests and benchmarks: its URL and (``indexed``) the installed index. The index goes
+    on a subclass, so localbucket's own handler stays as it is."""
+    import localbucket
+
+    class Handler(localbucket.S3Handler):  # type: ignore[misc]
+        data_root = data
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    index = install(Handler, localbucket) if indexed else None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", index
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def main(argv: list[str] | None = None) -> None:
