@@ -83,7 +83,9 @@ def plain(offsets: dict[str, Any]) -> dict[str, Any]:
 
 def reader(bootstrap: str, topics: str, **options: str) -> KafkaStreamReader:
     source = KafkaSource({"kafka.bootstrap.servers": bootstrap, "subscribe": topics, **options})
-    stream_reader = source.streamReader(SCHEMA)
+    stream_reader = source.streamReader(
+        ks.RANGES_SCHEMA if options.get("output") == "ranges" else SCHEMA
+    )
     assert isinstance(stream_reader, KafkaStreamReader)
     return stream_reader
 
@@ -194,6 +196,7 @@ def test_options_mirror_the_native_names() -> None:
         ({"failOnDataLoss": "maybe"}, "'failOnDataLoss'"),
         ({"subscribe": " , "}, "'subscribe'"),
         ({"kafka.bootstrap.servers": ""}, "'kafka.bootstrap.servers'"),
+        ({"output": "rows"}, "'output'"),
     ],
 )
 def test_bad_options_are_named(extra: dict[str, str], named: str) -> None:
@@ -219,6 +222,19 @@ def test_the_schema_is_fixed() -> None:
     assert source.schema() == ks.SCHEMA_DDL
     with pytest.raises(UsageError, match="fixed schema"):
         source.streamReader(StructType([StructField("value", StringType())]))
+    ranges = KafkaSource({"kafka.bootstrap.servers": "h:1", "subscribe": "a", "output": "ranges"})
+    assert ranges.schema() == ks.RANGES_DDL
+    assert isinstance(ranges.streamReader(ks.RANGES_SCHEMA), KafkaStreamReader)
+    with pytest.raises(UsageError, match="fixed schema"):
+        ranges.streamReader(SCHEMA)
+
+
+def test_ranges_arrow_schema_is_sparks_own() -> None:
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    from musify.stream.kafka_source.ranges import RANGES_ARROW_SCHEMA
+
+    assert to_arrow_schema(ks.RANGES_SCHEMA, timezone="UTC").equals(RANGES_ARROW_SCHEMA)
 
 
 def test_fair_limit_shares_max_min_and_never_exceeds() -> None:
@@ -316,6 +332,37 @@ def test_latest_offsets_are_exact_where_list_offsets_undercounts(broker: str) ->
         produced[("exact", x["partition"], x["offset"])] == (x["key"], x["value"]) for x in rows
     )
     assert all(x["timestampType"] == 0 for x in rows)  # CreateTime, as Kafka's Java id
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("partitions", [1, 3], ids=["one-range", "a-group"])
+def test_ranges_output_is_read_where_it_is_consumed(broker: str, partitions: int) -> None:
+    """``output=ranges``: each task's rows name its offset ranges, and ``read_ranges``
+    reads from them exactly the records the default output returns."""
+    topic = f"ranged-{partitions}"
+    ensure_topics(broker, [topic], partitions, 1)
+    produced = produce(broker, [topic], 700, topic)
+    records, ranged = reader(broker, topic), reader(broker, topic, output="ranges")
+    try:
+        start = records.initialOffset()
+        end = records.latestOffset(start, ReadAllAvailable())
+        expected = read_all(records, start, end)
+        parts = ranged.partitions(start, end)
+        rows = [batch for part in parts for batch in ranged.read(part)]
+        named = [r for batch in rows for r in batch.to_pylist()]
+        got = [x for batch in ks.read_ranges(ranged.opts, rows) for x in batch.to_pylist()]
+    finally:
+        records.stop()
+        ranged.stop()
+    assert len(parts) == 1 and len(named) == partitions  # short ranges: one task
+    assert {(r["topic"], r["partition"]) for r in named} == {(topic, p) for p in range(partitions)}
+    assert sum(r["end_offset"] - r["start_offset"] for r in named) == 700
+    assert {r["topic_id"] for r in named} == {start[ks.TOPIC_IDS][topic]}
+    assert len(got) == len(expected) == len(produced) == 700
+    assert sorted(got, key=lambda x: (x["partition"], x["offset"])) == sorted(
+        expected, key=lambda x: (x["partition"], x["offset"])
+    )
+    assert list(ks.read_ranges(ranged.opts, [])) == []
 
 
 @pytest.mark.broker

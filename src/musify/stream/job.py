@@ -43,6 +43,8 @@ from musify.stream import guard, status
 if TYPE_CHECKING:
     from pyspark.sql.streaming.query import StreamingQuery
 
+    from musify.stream.kafka_source import SourceOptions
+
 log = logging.getLogger(__name__)
 
 SOURCES = ("musify_kafka", "kafka")
@@ -186,23 +188,30 @@ def build_spark(opts: StreamOptions, settings: Settings, app_name: str = "musify
     return spark
 
 
-def _read_stream(spark: Any, opts: StreamOptions) -> Any:
+def _source_options(opts: StreamOptions) -> dict[str, str]:
+    """The source's options; ``musify_kafka`` returns offset ranges, which the stage's
+    tasks read themselves (``musify.stream.stage``)."""
     if opts.source not in SOURCES:
         raise UsageError(f"unknown Kafka source {opts.source!r} (choose {' or '.join(SOURCES)})")
+    options = {
+        "kafka.bootstrap.servers": opts.bootstrap_servers,
+        "subscribe": ",".join(TOPIC_NAMES),
+        "startingOffsets": "earliest",
+        "failOnDataLoss": "false" if opts.reset_on_data_loss else "true",
+    }
+    if opts.max_offsets_per_trigger:
+        options["maxOffsetsPerTrigger"] = str(opts.max_offsets_per_trigger)
+    if opts.source == "musify_kafka":
+        options["output"] = "ranges"
+    return options
+
+
+def _read_stream(spark: Any, opts: StreamOptions, options: dict[str, str]) -> Any:
     if opts.source == "musify_kafka":
         from musify.stream.kafka_source import register
 
         register(spark)
-    reader = (
-        spark.readStream.format(opts.source)
-        .option("kafka.bootstrap.servers", opts.bootstrap_servers)
-        .option("subscribe", ",".join(TOPIC_NAMES))
-        .option("startingOffsets", "earliest")
-        .option("failOnDataLoss", "false" if opts.reset_on_data_loss else "true")
-    )
-    if opts.max_offsets_per_trigger:
-        reader = reader.option("maxOffsetsPerTrigger", str(opts.max_offsets_per_trigger))
-    return reader.load()
+    return spark.readStream.format(opts.source).options(**options).load()
 
 
 @dataclass(frozen=True)
@@ -218,16 +227,26 @@ class _Committed:
     unknown_fields: dict[str, int] = field(default_factory=dict)
     commit_ms: int = 0
     replayed: bool = False
+    #: Records the tasks read (Spark's numInputRows counts ranges with musify_kafka).
+    input_rows: int = 0
 
 
 class _BatchWriter:
     """The foreachBatch function: write the files with Spark, commit them into the
     lake's tables (``musify.lake.commit``)."""
 
-    def __init__(self, lake: Lake, settings: Settings, committer: Committer) -> None:
+    def __init__(
+        self,
+        lake: Lake,
+        settings: Settings,
+        committer: Committer,
+        source: SourceOptions | None = None,
+    ) -> None:
         self.lake = lake
         self.settings = settings
         self.committer = committer
+        #: The musify_kafka source's options: its batches are offset ranges to read.
+        self.source = source
         self.reports: dict[int, _Committed] = {}
         self.newest: datetime | None = None
         self.max_future = timedelta(seconds=settings.max_event_future_seconds)
@@ -255,7 +274,7 @@ class _BatchWriter:
             self.lake.storage.remove_prefix(data_prefix(name, batch_id))
         skip = frozenset(self.lake.tables) - set(pending)
         staged = stage_batch(
-            df, self.lake, batch_id, datetime.now(UTC), self.max_future, skip, TOPICS
+            df, self.lake, batch_id, datetime.now(UTC), self.max_future, skip, TOPICS, self.source
         )
         rows, newest = staged.rows, staged.newest
         if newest is not None and (self.newest is None or newest > self.newest):
@@ -280,6 +299,7 @@ class _BatchWriter:
             newest_event=newest,
             unknown_fields=dict(staged.unknown_fields),
             commit_ms=commit_ms,
+            input_rows=staged.input_rows,
         )
 
     def expire_snapshots(self, now: datetime) -> None:
@@ -501,7 +521,7 @@ class _Recorder:
                 epoch=now.timestamp(),
                 rows=done.rows,
                 quarantined=done.quarantined,
-                input_rows=int(prog.get("numInputRows", 0)),
+                input_rows=done.input_rows,
                 lag=_lag(prog),
                 duration_ms=int(prog.get("batchDuration", done.duration_ms)),
                 commit_ms=done.commit_ms,
@@ -558,6 +578,12 @@ def run_stream(
     recorded. Setting ``stop_event`` stops the job after the current micro-batch, as
     SIGTERM does.
     """
+    options = _source_options(opts)
+    source_opts = None
+    if opts.source == "musify_kafka":
+        from musify.stream.kafka_source import parse_options
+
+        source_opts = parse_options(options)
     settings.ensure_dirs()
     lake = Lake.from_settings(settings)
     if lake.has_legacy_layout():
@@ -593,13 +619,13 @@ def run_stream(
         opts.source,
         extra={"spark_startup_s": spark_startup, "master": opts.master, "source": opts.source},
     )
-    writer = _BatchWriter(lake, settings, committer)
+    writer = _BatchWriter(lake, settings, committer, source_opts)
     rec = _Recorder(settings, lake, writer, on_batch)
     stop = [False]
     started = time.monotonic()
     status.write_pid(settings)
     try:
-        source = _read_stream(spark, opts)
+        source = _read_stream(spark, opts, options)
 
         def start(period: float | None) -> StreamingQuery:
             w = source.writeStream.foreachBatch(writer).option("checkpointLocation", checkpoint)

@@ -25,6 +25,10 @@ Options (case-insensitive, as in Spark):
   warning and continues from what the broker has;
 - ``kafkaConsumer.pollTimeoutMs``: how long a task waits for records it was promised
   (default 120000, as in Spark);
+- ``output``: ``records`` (default, the columns above) or ``ranges``: one row per
+  offset range a task was given (``topic string, partition int, start_offset long,
+  end_offset long, topic_id string``), for a next stage that reads the records itself
+  with ``read_ranges`` in the same task (the stream job does: see ``ranges``);
 - any other ``kafka.*`` option goes to the confluent-kafka (librdkafka) client without
   the prefix, e.g. ``kafka.isolation.level`` or ``kafka.security.protocol``. Offsets
   are Spark's, so ``kafka.enable.auto.commit``, ``kafka.auto.offset.reset`` and
@@ -67,6 +71,8 @@ Parts (one source over several small modules; each one's docstring says more):
 - ``reader``: ``KafkaStreamReader``, which plans micro-batches on the driver;
 - ``consume``: what a task runs (``consume_range``, ``to_record_batch``,
   ``ARROW_SCHEMA``, ``BATCH_ROWS``), with the task's topic id and data-loss checks;
+- ``ranges``: ``output=ranges`` (``RANGES_SCHEMA``, ``ranges_batch``) and
+  ``read_ranges``, which reads such rows' records where they are consumed;
 - ``source``: ``KafkaSource`` (``SCHEMA``, ``SCHEMA_DDL``) and ``register``.
 
 Tunables are read where they are defined (e.g. ``consume.LOSS_GRACE``,
@@ -100,6 +106,7 @@ from musify.stream.kafka_source.partitions import (
     split_range,
 )
 from musify.stream.kafka_source.partitions import _size as _size
+from musify.stream.kafka_source.ranges import RANGES_DDL, RANGES_SCHEMA, read_ranges
 from musify.stream.kafka_source.reader import KafkaStreamReader
 from musify.stream.kafka_source.source import SCHEMA, SCHEMA_DDL, KafkaSource, register
 
@@ -108,6 +115,8 @@ __all__ = [
     "DATA_LOSS",
     "FETCHED_AT",
     "FORMAT",
+    "RANGES_DDL",
+    "RANGES_SCHEMA",
     "SCHEMA",
     "SCHEMA_DDL",
     "TOPIC_IDS",
@@ -123,6 +132,7 @@ __all__ = [
     "from_offsets",
     "pack_ranges",
     "parse_options",
+    "read_ranges",
     "register",
     "split_range",
     "to_offsets",

@@ -35,7 +35,11 @@ _OPTIONS = (
     "maxOffsetsPerTrigger",
     "failOnDataLoss",
     "kafkaConsumer.pollTimeoutMs",
+    "output",
 )
+#: What ``read()`` returns: the records (the native format's columns), or only the
+#: offset ranges, for a next stage that reads them itself (``ranges``).
+OUTPUTS = ("records", "ranges")
 _NATIVE_ONLY = {
     "subscribepattern": "subscribe with a comma-separated list of topics",
     "assign": "subscribe with a comma-separated list of topics",
@@ -64,6 +68,8 @@ class SourceOptions:
     max_offsets_per_trigger: int | None = None
     fail_on_data_loss: bool = True
     poll_timeout_ms: int = POLL_TIMEOUT_MS
+    #: One of ``OUTPUTS``.
+    output: str = "records"
     #: ``kafka.*`` options other than bootstrap.servers, without the prefix.
     client_config: dict[str, str] = field(default_factory=dict)
 
@@ -142,6 +148,11 @@ def parse_options(options: Mapping[str, str]) -> SourceOptions:
         poll_timeout = _positive_int(
             "kafkaConsumer.pollTimeoutMs", values["kafkaConsumer.pollTimeoutMs"]
         )
+    output = values.get("output", "records").lower()
+    if output not in OUTPUTS:
+        raise _option_error(
+            f"option 'output' must be {' or '.join(map(repr, OUTPUTS))}, not {values['output']!r}"
+        )
     return SourceOptions(
         bootstrap_servers=bootstrap,
         topics=topics,
@@ -149,6 +160,7 @@ def parse_options(options: Mapping[str, str]) -> SourceOptions:
         max_offsets_per_trigger=max_offsets,
         fail_on_data_loss=fail == "true",
         poll_timeout_ms=poll_timeout,
+        output=output,
         client_config=client,
     )
 

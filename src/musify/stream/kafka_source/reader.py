@@ -47,6 +47,7 @@ from musify.stream.kafka_source.partitions import (
     split_range,
 )
 from musify.stream.kafka_source.probe import _OffsetProbe, _Snapshot
+from musify.stream.kafka_source.ranges import ranges_batch
 
 
 def _iso(epoch: float) -> str:
@@ -253,6 +254,9 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     # executors -----------------------------------------------------------------------
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
+        if self.opts.output == "ranges":  # the next stage reads them (``ranges``)
+            yield ranges_batch(partition)
+            return
         if isinstance(partition, KafkaInputGroup):
             yield from _read_group(self.opts, partition)
             return

@@ -22,6 +22,7 @@ from pyspark.sql.types import (
 
 from musify.errors import UsageError
 from musify.stream.kafka_source.options import FORMAT, parse_options
+from musify.stream.kafka_source.ranges import RANGES_DDL, RANGES_SCHEMA
 from musify.stream.kafka_source.reader import KafkaStreamReader
 
 if TYPE_CHECKING:
@@ -50,23 +51,27 @@ def _same_schema(a: StructType, b: StructType) -> bool:
 
 
 class KafkaSource(DataSource):
-    """Spark data source ``musify_kafka``: Kafka topics as a stream, like ``kafka``."""
+    """Spark data source ``musify_kafka``: Kafka topics as a stream, like ``kafka``
+    (with ``output=ranges``: the offset ranges only, ``ranges``)."""
 
     @classmethod
     def name(cls) -> str:
         return FORMAT
 
     def schema(self) -> str:
-        parse_options(self.options)  # bad options fail at load(), not at start()
-        return SCHEMA_DDL
+        # bad options fail at load(), not at start()
+        return RANGES_DDL if parse_options(self.options).output == "ranges" else SCHEMA_DDL
 
     def streamReader(self, schema: StructType) -> DataSourceStreamReader:
-        if not _same_schema(schema, SCHEMA):
+        opts = parse_options(self.options)
+        ranges = opts.output == "ranges"
+        fixed, ddl = (RANGES_SCHEMA, RANGES_DDL) if ranges else (SCHEMA, SCHEMA_DDL)
+        if not _same_schema(schema, fixed):
             raise UsageError(
-                f"{FORMAT} source has a fixed schema ({SCHEMA_DDL}) and cannot be read "
+                f"{FORMAT} source has a fixed schema ({ddl}) and cannot be read "
                 f"with another one ({schema.simpleString()})"
             )
-        return KafkaStreamReader(parse_options(self.options))
+        return KafkaStreamReader(opts)
 
 
 def register(spark: SparkSession) -> None:
