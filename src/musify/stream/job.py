@@ -188,9 +188,10 @@ def build_spark(opts: StreamOptions, settings: Settings, app_name: str = "musify
     return spark
 
 
-def _source_options(opts: StreamOptions) -> dict[str, str]:
-    """The source's options; ``musify_kafka`` returns offset ranges, which the stage's
-    tasks read themselves (``musify.stream.stage``)."""
+def _source(opts: StreamOptions) -> tuple[dict[str, str], SourceOptions | None]:
+    """The source's options and, for ``musify_kafka``, those options parsed: that
+    source returns offset ranges, which the stage's tasks read with them
+    (``musify.stream.stage``)."""
     if opts.source not in SOURCES:
         raise UsageError(f"unknown Kafka source {opts.source!r} (choose {' or '.join(SOURCES)})")
     options = {
@@ -201,9 +202,12 @@ def _source_options(opts: StreamOptions) -> dict[str, str]:
     }
     if opts.max_offsets_per_trigger:
         options["maxOffsetsPerTrigger"] = str(opts.max_offsets_per_trigger)
-    if opts.source == "musify_kafka":
-        options["output"] = "ranges"
-    return options
+    if opts.source != "musify_kafka":
+        return options, None
+    from musify.stream.kafka_source import parse_options
+
+    options["output"] = "ranges"
+    return options, parse_options(options)
 
 
 def _read_stream(spark: Any, opts: StreamOptions, options: dict[str, str]) -> Any:
@@ -578,12 +582,7 @@ def run_stream(
     recorded. Setting ``stop_event`` stops the job after the current micro-batch, as
     SIGTERM does.
     """
-    options = _source_options(opts)
-    source_opts = None
-    if opts.source == "musify_kafka":
-        from musify.stream.kafka_source import parse_options
-
-        source_opts = parse_options(options)
+    options, source_opts = _source(opts)
     settings.ensure_dirs()
     lake = Lake.from_settings(settings)
     if lake.has_legacy_layout():

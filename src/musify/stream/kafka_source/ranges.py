@@ -36,7 +36,7 @@ RANGES_SCHEMA = StructType(
         StructField("topic_id", StringType()),
     ]
 )
-RANGES_DDL = "topic string, partition int, start_offset long, end_offset long, topic_id string"
+RANGES_DDL = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in RANGES_SCHEMA.fields)
 RANGES_ARROW_SCHEMA = pa.schema(
     [
         pa.field("topic", pa.string()),
