@@ -7,6 +7,11 @@
    figures are medians, and the ratio 30 days / 1 day is the result (target <= 1.5).
 2. A full build from about 5 million events on DuckDB: the load of every lake hour
    and the first ``dbt build`` over them, timed separately (target <= 15 s for dbt).
+3. The look-back at scale: hourly publications (load, transform, reconcile, publish,
+   as the DAG's tasks run them) on a day of 1,000,000 users (``musify up``'s config)
+   whose hours are published, the look-back hours left alone when the lake did not
+   change them vs reloaded and rebuilt every hour (``--reload-lookback``, what every run
+   did before), the same hours alternately on two copies; medians and their ratio.
 
 Lakes and warehouses come from ``benchmarks.fixtures`` (built once, then cached under
 .musify/bench-cache); every timed run works on a fresh clone.
@@ -118,12 +123,79 @@ def full_build(repeats: int, config: Path | None, tmp: Path) -> dict[str, Any]:
     }
 
 
+def _publication(settings: Settings, hour: Any, reload: bool) -> dict[str, float]:
+    from musify.orchestration import hourly
+
+    t0 = time.perf_counter()
+    run = hourly.run_steps(
+        settings, hour, hour + timedelta(hours=1), hourly.STEPS[1:], reload_lookback=reload
+    )
+    seconds = time.perf_counter() - t0
+    assert run.batch is not None
+    return {
+        "seconds": seconds,
+        "load_seconds": run.batch.load_seconds,
+        "dbt_seconds": run.batch.dbt_seconds,
+        "hours_built": (hour - run.batch.loaded_from) / timedelta(hours=1) + 1,
+        "rows": float(sum(sum(h.values()) for h in run.batch.rows.values())),
+    }
+
+
+def lookback(users: int, repeats: int, tmp: Path) -> dict[str, Any]:
+    """Hourly publications with the look-back left alone vs reloaded, alternately."""
+    import shutil
+
+    from musify.orchestration import hourly
+
+    t0 = time.perf_counter()
+    settings = build_warehouse(
+        tmp / "lookback", users, 1 + repeats / 24, None, hold_back_hours=repeats
+    )
+    manifest = read_manifest(settings)
+    print(f"  warehouse of {users:,} users ready in {time.perf_counter() - t0:.0f} s")
+    first, until = (
+        DEFAULT_END - timedelta(days=1, hours=repeats),
+        DEFAULT_END - timedelta(hours=repeats),
+    )
+    hourly.run_steps(settings, first, until, ["reconcile", "publish"], lookback_hours=0)
+    homes = {}
+    for mode in ("skip", "reload"):
+        shutil.copytree(settings.home, tmp / f"lookback-{mode}", symlinks=True)
+        homes[mode] = Settings(home=tmp / f"lookback-{mode}")
+    # Warm-up (dbt's first parse): the last published hour again.
+    for mode, home in homes.items():
+        _publication(home, until - timedelta(hours=1), mode == "reload")
+    runs: dict[str, list[dict[str, float]]] = {"skip": [], "reload": []}
+    for i in range(repeats):
+        order = ("skip", "reload") if i % 2 == 0 else ("reload", "skip")
+        for mode in order:
+            runs[mode].append(
+                _publication(homes[mode], until + timedelta(hours=i), mode == "reload")
+            )
+    out: dict[str, Any] = {"users": users, "repeats": repeats, "events": manifest["total_events"]}
+    for mode, rs in runs.items():
+        out[mode] = {
+            "runs": rs,
+            "median_seconds": median([r["seconds"] for r in rs]),
+            "median_load_seconds": median([r["load_seconds"] for r in rs]),
+            "median_dbt_seconds": median([r["dbt_seconds"] for r in rs]),
+            "median_rows": median([r["rows"] for r in rs]),
+        }
+    out["ratio"] = out["skip"]["median_seconds"] / out["reload"]["median_seconds"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeats", type=int, default=5, help="hourly runs per warehouse")
     ap.add_argument("--full-repeats", type=int, default=3, help="full builds")
     ap.add_argument("--skip-full", action="store_true", help="only the hourly comparison")
-    ap.add_argument("--skip-hourly", action="store_true", help="only the full builds")
+    ap.add_argument("--skip-hourly", action="store_true", help="no hourly comparison")
+    ap.add_argument("--skip-lookback", action="store_true", help="no look-back comparison")
+    ap.add_argument(
+        "--lookback-users", type=int, default=1_000_000, help="users of the look-back part"
+    )
+    ap.add_argument("--lookback-repeats", type=int, default=4, help="publications per mode")
     args = ap.parse_args(argv)
     config = streamify_config()
     label = "eventsim example config" if config else "Musify's built-in config"
@@ -159,6 +231,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 + ", ".join(f"{r['dbt_seconds']:.1f} s" for r in f["runs"])
                 + "; load average after each: "
                 + ", ".join(f"{r['loadavg_1m']:.1f}" for r in f["runs"])
+            )
+        if not args.skip_lookback:
+            lb = lookback(args.lookback_users, args.lookback_repeats, tmp)
+            result["lookback"] = lb
+            skip, reload = lb["skip"], lb["reload"]
+            print(
+                f"  an hourly publication over a day of {lb['users']:,} users "
+                f"({lb['events']:,} events), median of {lb['repeats']}: look-back left alone "
+                f"{skip['median_seconds']:.1f} s (load {skip['median_load_seconds']:.1f}, dbt "
+                f"{skip['median_dbt_seconds']:.1f}; {skip['median_rows']:,.0f} rows loaded) vs "
+                f"reloaded {reload['median_seconds']:.1f} s (load "
+                f"{reload['median_load_seconds']:.1f}, dbt {reload['median_dbt_seconds']:.1f}; "
+                f"{reload['median_rows']:,.0f} rows): x{lb['ratio']:.2f}"
             )
     save("warehouse", result)
     return result

@@ -149,21 +149,24 @@ def _clone(src: Path, dest: Path) -> None:
 
 
 def _cached(key: str, build: Any, home: Path, cache: Path | None) -> None:
-    """Build into the cache (atomically: a temp folder renamed) unless there, then clone."""
+    """Build into the cache unless there, then clone.
+
+    Built in place, not in a temp folder renamed afterwards: the lake's Iceberg catalog
+    records absolute metadata paths, which a rename would break. The manifest, written
+    last, marks a finished build; a folder without one is removed and built again.
+    """
     if cache is None:
         build(home)
         return
     built = cache / key
     if not (built / MANIFEST).exists():
-        tmp = cache / f".{key}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        shutil.rmtree(built, ignore_errors=True)
+        built.mkdir(parents=True)
         try:
-            build(tmp)
+            build(built)
+        except BaseException:
             shutil.rmtree(built, ignore_errors=True)
-            tmp.rename(built)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     home.mkdir(parents=True, exist_ok=True)
     _clone(built, home)
 

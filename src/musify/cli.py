@@ -494,10 +494,19 @@ def batch(
         int | None,
         typer.Option(
             min=0,
-            help="Also re-load this many hours before --start, for late events "
+            help="Also re-load this many hours before --start where the lake changed "
+            "since they were loaded, for late events "
             "(default: MUSIFY_BATCH_LOOKBACK_HOURS, 2).",
         ),
     ] = None,
+    reload_lookback: Annotated[
+        bool,
+        typer.Option(
+            "--reload-lookback",
+            help="Load and build the look-back hours even where the lake did not change "
+            "(after the raw tables were edited by hand).",
+        ),
+    ] = False,
     no_dbt: Annotated[
         bool, typer.Option("--no-dbt", help="Only load the raw tables (same as --steps load).")
     ] = False,
@@ -546,6 +555,7 @@ def batch(
             grace=timedelta(seconds=grace),
             wait_timeout=wait_timeout,
             full_refresh=full_refresh,
+            reload_lookback=reload_lookback,
         )
     except MusifyError as exc:
         _fail(exc)

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from musify.cli import app
 from musify.errors import UsageError
 from musify.lake import Lake
+from musify.lake.writer import write_events
 from musify.orchestration import hourly
 from tests.orchestration.conftest import HOURS, set_watermark
 from tests.warehouse.lake_events import START
@@ -80,6 +81,59 @@ def test_reconcile_publish_and_a_mismatch_is_refused(lake_home: Any) -> None:
     con.close()
     with pytest.raises(hourly.ReconcileError, match="fact_streams"):
         hourly.reconcile(settings, START, END)
+
+
+@pytest.mark.slow
+def test_the_lookback_reloads_and_republishes_only_the_hours_that_changed(
+    lake_home: Any,
+) -> None:
+    settings, evs = lake_home
+    lake = Lake(Path(settings.lake_root))
+    hour = [START + timedelta(hours=i) for i in range(HOURS + 1)]
+    earlier = hourly.run_steps(settings, hour[0], hour[2], hourly.STEPS[1:], lookback_hours=0)
+    assert earlier.reconciled is not None
+    listens_1 = earlier.reconciled.counts[hour[1]]["listen_events"]
+    # the next hourly run, look-back 2 h over published hours the lake has not changed:
+    # only its own hour is loaded, built, reconciled and published
+    run = hourly.run_steps(settings, hour[2], hour[3], hourly.STEPS[1:], lookback_hours=2)
+    assert run.batch is not None and run.reconciled is not None
+    assert run.batch.loaded_from == hour[2]
+    assert set(run.batch.rows["listen_events"]) == {f"{hour[2]:%Y-%m-%dT%H}"}
+    assert set(run.reconciled.counts) == {hour[2]}
+    published = run.reconciled.counts
+
+    # a listen of hour 1 arrives late: the next run reloads hour 1 (not hour 2), rebuilds
+    # from it and publishes it again with the late event counted
+    first = next(e for e in evs["listen_events"] if e["ts"] >= hour[1].timestamp() * 1000)
+    late = dict(first, itemInSession=first["itemInSession"] + 50_000)
+    write_events(lake, {"listen_events": [late]}, 1, first_offset={"listen_events": 10**6})
+    run = hourly.run_steps(settings, hour[3], hour[3] + timedelta(hours=1), hourly.STEPS[1:])
+    assert run.batch is not None and run.reconciled is not None
+    assert run.batch.loaded_from == hour[1]
+    assert set(run.batch.rows["listen_events"]) == {f"{h:%Y-%m-%dT%H}" for h in (hour[1], hour[3])}
+    assert set(run.reconciled.counts) == {hour[1], hour[2], hour[3]}
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    in_facts = con.execute(
+        "select count(*) from analytics.fact_streams where event_hour = ?",
+        [hour[1].replace(tzinfo=None)],
+    ).fetchone()
+    recorded = con.execute(
+        "select events from raw.published_hours where hour = ?", [hour[1].replace(tzinfo=None)]
+    ).fetchone()
+    con.close()
+    assert in_facts is not None and recorded is not None
+    assert in_facts[0] == orjson.loads(recorded[0])["listen_events"] == listens_1 + 1
+    assert run.reconciled.counts[hour[1]]["listen_events"] == listens_1 + 1
+    assert run.reconciled.counts[hour[2]] == published[hour[2]]
+
+    # nothing changed since: the look-back is left alone; --reload-lookback forces it
+    again = hourly.run_steps(settings, hour[3], hour[3] + timedelta(hours=1), hourly.STEPS[1:])
+    assert again.batch is not None and again.batch.loaded_from == hour[3]
+    forced = hourly.run_steps(
+        settings, hour[3], hour[3] + timedelta(hours=1), hourly.STEPS[1:], reload_lookback=True
+    )
+    assert forced.batch is not None and forced.batch.loaded_from == hour[1]
+    assert len(forced.batch.rows["listen_events"]) == 3
 
 
 def test_steps_are_parsed_in_publication_order_and_a_typo_names_the_option() -> None:

@@ -166,3 +166,25 @@ def test_unknown_fields_reach_raw_and_older_warehouses_gain_the_column(
         "from raw.listen_events group by all order by all"
     ).fetchall()
     assert got == [(False, len(evs["listen_events"]), 0, None), (True, 3, 3, '{"mood":"calm"}')]
+
+
+def test_hours_unchanged_since_loaded_are_found_and_late_files_change_them(
+    tmp_path: Path, lake_and_events: Any
+) -> None:
+    from musify.warehouse.base import unchanged_hours
+
+    lake, evs = lake_and_events
+    wh = DuckDBWarehouse(tmp_path / "wh.duckdb")
+    hours = hours_between(START, START + timedelta(hours=3))
+    wh.load_hours(lake, hours)
+    loaded = wh.loaded_snapshots(hours[0], hours[-1] + timedelta(hours=1))
+    assert unchanged_hours(lake, hours, loaded) == set(hours)
+    # a late listen of hour 1, in a new lake batch: hour 1 changed, the others did not
+    first = next(e for e in evs["listen_events"] if e["ts"] >= hours[1].timestamp() * 1000)
+    late = dict(first, itemInSession=first["itemInSession"] + 50_000)
+    write_events(lake, {"listen_events": [late]}, 1, first_offset={"listen_events": 10**6})
+    assert unchanged_hours(lake, hours, loaded) == {hours[0], hours[2]}
+    # rows from a snapshot the table no longer knows, or none at all: not provably the same
+    unknown = {h: {**t, "listen_events": 12345} for h, t in loaded.items()}
+    assert unchanged_hours(lake, hours, unknown) == set()
+    assert unchanged_hours(lake, hours, {}) == set()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from musify.batch import BatchResult, run_batch
+from musify.batch import BatchResult, first_changed_hour, lookback_hours_of, run_batch
 from musify.errors import MusifyError, UsageError
 from musify.events import TOPIC_NAMES
 from musify.lake import Lake
@@ -226,7 +226,7 @@ class StepsRun:
         if self.batch is not None:
             b = self.batch.as_dict()
             rows = ", ".join(f"{t} {n:,}" for t, n in b["rows"].items())
-            parts.append(f"loaded from {b['loaded_from']}: {rows}")
+            parts.append(f"built from {b['loaded_from']}; loaded {rows}")
             parts.append(f"missing hours: {len(b['missing_hours'])}")
             parts.append(f"load {b['load_seconds']} s, dbt {b['dbt_seconds']} s")
         if self.reconciled is not None:
@@ -261,6 +261,7 @@ def run_steps(
     grace: timedelta = timedelta(seconds=60),
     wait_timeout: float = 0.0,
     full_refresh: bool = False,
+    reload_lookback: bool = False,
 ) -> StepsRun:
     """Run the chosen ``steps`` of the publication of [start, end), in STEPS order:
     wait for the stream (NotReady after ``wait_timeout`` s), load the lake's hours and
@@ -280,10 +281,15 @@ def run_steps(
             load="load" in chosen,
             run_dbt="transform" in chosen,
             full_refresh=full_refresh,
+            reload_lookback=reload_lookback,
         )
         run = replace(run, batch=result)
     if "reconcile" in chosen or "publish" in chosen:
-        run = replace(run, reconciled=reconcile(settings, start, end))
+        # The look-back hours the batch rebuilt (late events) are reconciled and
+        # published again with the hour; unchanged ones stay as published.
+        lookback = lookback_hours_of(settings, start, lookback_hours)
+        first = first_changed_hour(settings, start, lookback)
+        run = replace(run, reconciled=reconcile(settings, first, end))
     if "publish" in chosen and run.reconciled is not None:
         publish(settings, run.reconciled)
         run = replace(run, published=True)

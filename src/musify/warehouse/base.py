@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from musify.errors import MusifyError
 from musify.events import TOPIC_NAMES
-from musify.lake import Lake
+from musify.lake import Lake, LakeError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -159,6 +159,40 @@ def plan_load(lake: Lake, hours: list[datetime]) -> LoadPlan:
     return LoadPlan(tuple(hours), files, snapshots)
 
 
+def unchanged_hours(
+    lake: Lake, hours: list[datetime], loaded: Mapping[datetime, Mapping[str, int]]
+) -> set[datetime]:
+    """The hours among ``hours`` whose raw rows are what the lake holds for them now:
+    for every topic, the table names the same data files for the hour at its current
+    snapshot as at the snapshot the rows were loaded from (``loaded``, from
+    ``Warehouse.loaded_snapshots``), and no files for a topic with no rows loaded.
+
+    Data files are immutable, so the same files mean the same rows; a late event, a
+    compaction or an expired snapshot counts as a change (reloading is always safe).
+    """
+    from musify.lake.read import plan
+
+    same = set(hours)
+    for topic in TOPIC_NAMES:
+        if not same:
+            break
+        now = plan(lake, topic, sorted(same)).files
+        by_snapshot: dict[int | None, list[datetime]] = {}
+        for h in sorted(same):
+            by_snapshot.setdefault(loaded.get(h, {}).get(topic), []).append(h)
+        for snapshot, its_hours in by_snapshot.items():
+            before: dict[datetime, list[str]] = {}
+            if snapshot is not None:
+                try:
+                    before = plan(lake, topic, its_hours, snapshot).files
+                except (LakeError, ValueError):
+                    # expired, or its files removed since: not provably the same
+                    same.difference_update(its_hours)
+                    continue
+            same.difference_update(h for h in its_hours if now[h] != before.get(h, []))
+    return same
+
+
 class Reader(ABC):
     """The read side of a warehouse adapter (what the dashboard needs)."""
 
@@ -224,6 +258,13 @@ class Warehouse(Reader):
     def loaded_snapshots(self, start: datetime, end: datetime) -> dict[datetime, dict[str, int]]:
         """Per hour in [start, end) and topic, the lake table snapshot its raw rows were
         loaded from (hours or topics without rows are absent)."""
+
+    @abstractmethod
+    def published_snapshots(
+        self, start: datetime, end: datetime
+    ) -> dict[datetime, dict[str, int | None]]:
+        """Per published hour in [start, end), the lake snapshot each topic was counted
+        at when it was published (``record_published``); unpublished hours are absent."""
 
     @abstractmethod
     def record_published(

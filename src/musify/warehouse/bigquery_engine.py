@@ -521,14 +521,7 @@ class BigQueryWarehouse(Warehouse):
                 out.setdefault(h.astimezone(UTC), {})[topic] = int(r["s"])
         return out
 
-    def record_published(
-        self,
-        counts: Mapping[datetime, Mapping[str, int]],
-        snapshots: Mapping[datetime, Mapping[str, int | None]] | None = None,
-    ) -> None:
-        if not counts:
-            return
-        import orjson
+    def _published_table(self) -> str:
         from google.cloud import bigquery
 
         self.ensure_raw_tables()
@@ -537,7 +530,33 @@ class BigQueryWarehouse(Warehouse):
             bigquery.Table(self.table_id(PUBLISHED_HOURS), schema=schema), exists_ok=True
         )
         self._add_missing_columns(existing, schema)
-        table = self.sql_table(PUBLISHED_HOURS)
+        return self.sql_table(PUBLISHED_HOURS)
+
+    def published_snapshots(
+        self, start: datetime, end: datetime
+    ) -> dict[datetime, dict[str, int | None]]:
+        import orjson
+
+        rows = self.query(
+            f"SELECT hour, lake_snapshots FROM {self._published_table()} "
+            f"WHERE hour >= {_ts(start)} AND hour < {_ts(end)}"
+        )
+        out: dict[datetime, dict[str, int | None]] = {}
+        for r in rows:
+            h = r["hour"] if r["hour"].tzinfo else r["hour"].replace(tzinfo=UTC)
+            out[h.astimezone(UTC)] = dict(orjson.loads(r["lake_snapshots"] or "{}"))
+        return out
+
+    def record_published(
+        self,
+        counts: Mapping[datetime, Mapping[str, int]],
+        snapshots: Mapping[datetime, Mapping[str, int | None]] | None = None,
+    ) -> None:
+        if not counts:
+            return
+        import orjson
+
+        table = self._published_table()
         hours = ", ".join(_ts(h) for h in counts)
         now = _ts(datetime.now(UTC))
         values = ", ".join(

@@ -368,15 +368,7 @@ class DuckDBWarehouse(Warehouse):
                 out.setdefault(h.replace(tzinfo=UTC), {})[topic] = int(snap)
         return out
 
-    def record_published(
-        self,
-        counts: Mapping[datetime, Mapping[str, int]],
-        snapshots: Mapping[datetime, Mapping[str, int | None]] | None = None,
-    ) -> None:
-        if not counts:
-            return
-        import orjson
-
+    def _published_table(self) -> str:
         table = f"{RAW_SCHEMA}.{PUBLISHED_HOURS}"
         con = self.con
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
@@ -386,6 +378,31 @@ class DuckDBWarehouse(Warehouse):
         )
         # the lake snapshots each topic was counted at (added after the first version)
         con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS lake_snapshots JSON")
+        return table
+
+    def published_snapshots(
+        self, start: datetime, end: datetime
+    ) -> dict[datetime, dict[str, int | None]]:
+        import orjson
+
+        table = self._published_table()
+        rows = self.con.execute(
+            f"SELECT hour, lake_snapshots FROM {table} WHERE hour >= ? AND hour < ?",
+            [_naive(start), _naive(end)],
+        ).fetchall()
+        return {h.replace(tzinfo=UTC): dict(orjson.loads(s or "{}")) for h, s in rows}
+
+    def record_published(
+        self,
+        counts: Mapping[datetime, Mapping[str, int]],
+        snapshots: Mapping[datetime, Mapping[str, int | None]] | None = None,
+    ) -> None:
+        if not counts:
+            return
+        import orjson
+
+        table = self._published_table()
+        con = self.con
         now = _naive(datetime.now(UTC))
         con.execute("BEGIN TRANSACTION")
         try:

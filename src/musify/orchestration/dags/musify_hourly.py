@@ -1,9 +1,10 @@
 """musify_hourly: the Airflow DAG that publishes each hour of the lake to the warehouse.
 
 Every hour, for the hour that just ended: wait until the stream's watermark has passed the
-end of the hour, load it (plus the look-back hours, for late events) into the raw tables,
-``dbt build`` the star schema (models and their data tests), check that the facts of the
-hour reconcile with the distinct events in the lake, and record the hour as published.
+end of the hour, load it (plus the look-back hours in which late events arrived) into the
+raw tables, ``dbt build`` the star schema (models and their data tests), check that the
+facts of those hours reconcile with the distinct events in the lake, and record them as
+published.
 
 ``musify_backfill`` runs the same steps for a range of hours given when it is triggered
 (``musify up`` publishes the generated history with it in one go). ``musify_maintenance``
