@@ -17,7 +17,7 @@ from musify.lake import Lake
 from musify.lake.writer import write_events
 from musify.orchestration import hourly
 from tests.orchestration.conftest import HOURS, set_watermark
-from tests.warehouse.lake_events import START
+from tests.warehouse.lake_events import START, late_listen
 
 END = START + timedelta(hours=HOURS)
 
@@ -104,9 +104,12 @@ def test_the_lookback_reloads_and_republishes_only_the_hours_that_changed(
 
     # a listen of hour 1 arrives late: the next run reloads hour 1 (not hour 2), rebuilds
     # from it and publishes it again with the late event counted
-    first = next(e for e in evs["listen_events"] if e["ts"] >= hour[1].timestamp() * 1000)
-    late = dict(first, itemInSession=first["itemInSession"] + 50_000)
-    write_events(lake, {"listen_events": [late]}, 1, first_offset={"listen_events": 10**6})
+    write_events(
+        lake,
+        {"listen_events": [late_listen(evs, hour[1])]},
+        1,
+        first_offset={"listen_events": 10**6},
+    )
     run = hourly.run_steps(settings, hour[3], hour[3] + timedelta(hours=1), hourly.STEPS[1:])
     assert run.batch is not None and run.reconciled is not None
     assert run.batch.loaded_from == hour[1]

@@ -30,3 +30,10 @@ def events(cache: Path, users: int = 200, hours: int = 6) -> dict[str, list[dict
     sink = MemorySink()
     run(plan, sink)
     return {t: [orjson.loads(x) for x in sink.lines[t]] for t in TOPIC_NAMES}
+
+
+def late_listen(evs: dict[str, list[dict[str, Any]]], hour: datetime) -> dict[str, Any]:
+    """A new listen event of ``hour`` (a copy of its first one, another itemInSession),
+    as if it arrived after the hour was loaded."""
+    first = next(e for e in evs["listen_events"] if e["ts"] >= hour.timestamp() * 1000)
+    return dict(first, itemInSession=first["itemInSession"] + 50_000)

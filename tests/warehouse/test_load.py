@@ -13,7 +13,7 @@ from musify.lake import Lake
 from musify.lake.read import MissingLakeFile, plan
 from musify.lake.writer import write_events
 from musify.warehouse.duckdb_engine import CorruptLakeFile, DuckDBWarehouse, hours_between
-from tests.warehouse.lake_events import START, events
+from tests.warehouse.lake_events import START, events, late_listen
 
 
 @pytest.fixture
@@ -180,9 +180,12 @@ def test_hours_unchanged_since_loaded_are_found_and_late_files_change_them(
     loaded = wh.loaded_snapshots(hours[0], hours[-1] + timedelta(hours=1))
     assert unchanged_hours(lake, hours, loaded) == set(hours)
     # a late listen of hour 1, in a new lake batch: hour 1 changed, the others did not
-    first = next(e for e in evs["listen_events"] if e["ts"] >= hours[1].timestamp() * 1000)
-    late = dict(first, itemInSession=first["itemInSession"] + 50_000)
-    write_events(lake, {"listen_events": [late]}, 1, first_offset={"listen_events": 10**6})
+    write_events(
+        lake,
+        {"listen_events": [late_listen(evs, hours[1])]},
+        1,
+        first_offset={"listen_events": 10**6},
+    )
     assert unchanged_hours(lake, hours, loaded) == {hours[0], hours[2]}
     # rows from a snapshot the table no longer knows, or none at all: not provably the same
     unknown = {h: {**t, "listen_events": 12345} for h, t in loaded.items()}
