@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from musify.batch import unpublished_changes
 from musify.broker.local import free_port, running_broker
 from musify.broker.produce import produce_events
 from musify.dashboard import queries as q
@@ -125,6 +126,12 @@ def test_generate_stream_to_gcs_batch_into_bigquery_and_a_dashboard_query(
         assert wh.fact_counts(FACTS, START, end) == produced
         published = wh.query(f"SELECT hour FROM {wh.sql_table('published_hours')} ORDER BY hour")
         assert [r["hour"] for r in published] == hours
+        # each hour was published at the snapshots its rows were loaded from: the next
+        # hourly run leaves it alone (musify.batch.unpublished_changes)
+        loaded, at = wh.loaded_snapshots(START, end), wh.published_snapshots(START, end)
+        assert set(at) == set(hours) and loaded
+        assert all(at[h][t] == snap for h in loaded for t, snap in loaded[h].items())
+        assert unpublished_changes(wh, hours) == []
     finally:
         wh.close()
 

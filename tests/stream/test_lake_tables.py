@@ -214,16 +214,17 @@ def test_maintenance_beside_a_live_stream_changes_no_count(
         _wait_for(home / "run" / "stream-status.json", p)
         reader = threading.Thread(target=read_counts)
         reader.start()
-        runs = 0
+        beside = 0  # maintenance runs that started while the stream was still writing
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
+            writing = lake_counts(home / "lake") != produced
             maintain(
                 lake,
                 retention=timedelta(0),
                 orphan_age=timedelta(minutes=1),
                 closed_before=START + timedelta(days=2),
             )
-            runs += 1
+            beside += writing
             if lake_counts(home / "lake") == produced:
                 break
         maintain(
@@ -238,7 +239,9 @@ def test_maintenance_beside_a_live_stream_changes_no_count(
         p.communicate(timeout=120)
     reader.join(30)
     assert errors == []
-    assert runs >= 2
+    # (how many depends on how fast the machine compacts: one whole run beside the
+    # stream is the point)
+    assert beside >= 1
     assert lake_counts(home / "lake") == produced
     files = plan(lake, "listen_events", [START + timedelta(hours=h) for h in range(24)]).files
     assert all(len(f) <= 1 for f in files.values()), "every hour compacted to one file"

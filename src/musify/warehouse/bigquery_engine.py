@@ -536,9 +536,17 @@ class BigQueryWarehouse(Warehouse):
         self, start: datetime, end: datetime
     ) -> dict[datetime, dict[str, int | None]]:
         import orjson
+        from google.api_core.exceptions import NotFound
 
+        # Read only: the table appears with the first publication.
+        try:
+            table = self.client.get_table(self.table_id(PUBLISHED_HOURS))
+        except NotFound:
+            return {}
+        names = {f.name for f in table.schema}
+        snapshots = "lake_snapshots" if "lake_snapshots" in names else "CAST(NULL AS STRING)"
         rows = self.query(
-            f"SELECT hour, lake_snapshots FROM {self._published_table()} "
+            f"SELECT hour, {snapshots} AS lake_snapshots FROM {self.sql_table(PUBLISHED_HOURS)} "
             f"WHERE hour >= {_ts(start)} AND hour < {_ts(end)}"
         )
         out: dict[datetime, dict[str, int | None]] = {}

@@ -385,9 +385,22 @@ class DuckDBWarehouse(Warehouse):
     ) -> dict[datetime, dict[str, int | None]]:
         import orjson
 
-        table = self._published_table()
+        # Read only: the table appears with the first publication (the dashboard tells
+        # "no publish records yet" by its absence).
+        columns = {
+            r[0]
+            for r in self.con.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = ? AND table_name = ?",
+                [RAW_SCHEMA, PUBLISHED_HOURS],
+            ).fetchall()
+        }
+        if not columns:
+            return {}
+        snapshots = "lake_snapshots" if "lake_snapshots" in columns else "NULL"
         rows = self.con.execute(
-            f"SELECT hour, lake_snapshots FROM {table} WHERE hour >= ? AND hour < ?",
+            f"SELECT hour, {snapshots} FROM {RAW_SCHEMA}.{PUBLISHED_HOURS} "
+            "WHERE hour >= ? AND hour < ?",
             [_naive(start), _naive(end)],
         ).fetchall()
         return {h.replace(tzinfo=UTC): dict(orjson.loads(s or "{}")) for h, s in rows}
