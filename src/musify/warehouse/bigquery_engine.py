@@ -521,17 +521,6 @@ class BigQueryWarehouse(Warehouse):
                 out.setdefault(h.astimezone(UTC), {})[topic] = int(r["s"])
         return out
 
-    def _published_table(self) -> str:
-        from google.cloud import bigquery
-
-        self.ensure_raw_tables()
-        schema = [bigquery.SchemaField(n, t, mode=m) for n, t, m in PUBLISHED_HOURS_SCHEMA]
-        existing = self.client.create_table(
-            bigquery.Table(self.table_id(PUBLISHED_HOURS), schema=schema), exists_ok=True
-        )
-        self._add_missing_columns(existing, schema)
-        return self.sql_table(PUBLISHED_HOURS)
-
     def published_snapshots(
         self, start: datetime, end: datetime
     ) -> dict[datetime, dict[str, int | None]]:
@@ -563,8 +552,15 @@ class BigQueryWarehouse(Warehouse):
         if not counts:
             return
         import orjson
+        from google.cloud import bigquery
 
-        table = self._published_table()
+        self.ensure_raw_tables()
+        schema = [bigquery.SchemaField(n, t, mode=m) for n, t, m in PUBLISHED_HOURS_SCHEMA]
+        existing = self.client.create_table(
+            bigquery.Table(self.table_id(PUBLISHED_HOURS), schema=schema), exists_ok=True
+        )
+        self._add_missing_columns(existing, schema)
+        table = self.sql_table(PUBLISHED_HOURS)
         hours = ", ".join(_ts(h) for h in counts)
         now = _ts(datetime.now(UTC))
         values = ", ".join(

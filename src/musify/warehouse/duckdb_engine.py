@@ -368,18 +368,6 @@ class DuckDBWarehouse(Warehouse):
                 out.setdefault(h.replace(tzinfo=UTC), {})[topic] = int(snap)
         return out
 
-    def _published_table(self) -> str:
-        table = f"{RAW_SCHEMA}.{PUBLISHED_HOURS}"
-        con = self.con
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
-        con.execute(
-            f"CREATE TABLE IF NOT EXISTS {table} "
-            "(hour TIMESTAMP PRIMARY KEY, published_at TIMESTAMP, events JSON)"
-        )
-        # the lake snapshots each topic was counted at (added after the first version)
-        con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS lake_snapshots JSON")
-        return table
-
     def published_snapshots(
         self, start: datetime, end: datetime
     ) -> dict[datetime, dict[str, int | None]]:
@@ -414,8 +402,15 @@ class DuckDBWarehouse(Warehouse):
             return
         import orjson
 
-        table = self._published_table()
+        table = f"{RAW_SCHEMA}.{PUBLISHED_HOURS}"
         con = self.con
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {RAW_SCHEMA}")
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} "
+            "(hour TIMESTAMP PRIMARY KEY, published_at TIMESTAMP, events JSON)"
+        )
+        # the lake snapshots each topic was counted at (added after the first version)
+        con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS lake_snapshots JSON")
         now = _naive(datetime.now(UTC))
         con.execute("BEGIN TRANSACTION")
         try:
