@@ -310,12 +310,12 @@ def test_down_with_a_corrupt_run_file(tmp_path: Path) -> None:
 
 
 def test_a_corrupt_warehouse_and_airflow_database(tmp_path: Path) -> None:
-    from musify.orchestration.stack import airflow_db_path
+    from musify.orchestration.airflow_env import db_path
 
     settings = Settings(home=tmp_path)
     settings.ensure_dirs()
     settings.warehouse_path.write_bytes(b"garbage" * 1000)
-    db = airflow_db_path(settings)
+    db = db_path(settings)
     db.parent.mkdir(parents=True)
     db.write_bytes(b"garbage" * 1000)
     r = musify("batch", "--start", "2024-03-04T00:00", "--end", "2024-03-04T01:00", home=tmp_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,7 +21,6 @@ from musify.orchestration.stack import (
     Stack,
     StackError,
     UpOptions,
-    airflow_db_path,
     down,
     load_or_create_plan,
     up_lock_path,
@@ -290,7 +290,7 @@ def test_status_shows_a_broken_warehouse_and_airflow_database(tmp_path: Path) ->
     settings.ensure_dirs()
     settings.warehouse_path.write_bytes(b"not a database" * 500)
     (settings.run_dir / "published.json").write_bytes(b'{"hour": "2024-03-18T09:00:00+00:00"}')
-    db = airflow_db_path(settings)
+    db = airflow_env.db_path(settings)
     db.parent.mkdir(parents=True)
     db.write_bytes(b"SQLite format 3\x00" + b"\xff" * 5000)
     rows = {r.name: r for r in collect(settings).components}
@@ -330,7 +330,7 @@ def test_up_refuses_a_corrupt_airflow_database_before_migrating_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = Settings(home=tmp_path)
-    db = airflow_db_path(settings)
+    db = airflow_env.db_path(settings)
     db.parent.mkdir(parents=True)
     db.write_bytes(b"this is not SQLite at all" * 100)
     migrated: list[object] = []
@@ -340,6 +340,45 @@ def test_up_refuses_a_corrupt_airflow_database_before_migrating_it(
     with pytest.raises(StackError, match=rf"{db} is corrupt") as exc:
         Stack(settings, UpOptions(), say=lambda m: None)._prepare_airflow(plan)
     assert "\n" not in str(exc.value) and not migrated
+
+
+def test_airflow_is_migrated_again_only_when_its_release_or_pool_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart skips `airflow db migrate` and `pools set` (seconds each) when this
+    Airflow already prepared the database; the real commands run in test_up."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "airflow").touch()
+    site = venv / "lib" / "python3.11" / "site-packages"
+    (site / "apache_airflow-3.1.0.dist-info").mkdir(parents=True)
+    settings = Settings(home=tmp_path / "home", airflow_venv=str(venv))
+    ran: list[str] = []
+
+    def run_airflow(s: Settings, args: list[str], env: dict[str, str], **kw: Any) -> None:
+        ran.append(args[0])
+        con = sqlite3.connect(airflow_env.db_path(s))
+        with con:
+            con.execute("create table if not exists slot_pool (pool text unique, slots int)")
+            if args[:2] == ["pools", "set"]:
+                con.execute("insert or replace into slot_pool values (?, ?)", args[2:4])
+        con.close()
+
+    monkeypatch.setattr(airflow_env, "run_airflow", run_airflow)
+    airflow_env.airflow_home(settings).mkdir(parents=True)
+    prepare = airflow_env.prepare_database
+    assert prepare(settings, {}) and ran == ["db", "pools"]
+    assert not prepare(settings, {}) and len(ran) == 2  # a restart
+    (site / "apache_airflow-3.1.0.dist-info").rename(site / "apache_airflow-3.1.1.dist-info")
+    assert prepare(settings, {}) and len(ran) == 4  # Airflow upgraded: migrate again
+    con = sqlite3.connect(airflow_env.db_path(settings))
+    with con:
+        con.execute("delete from slot_pool")
+    con.close()
+    assert prepare(settings, {}) and len(ran) == 6  # the pool deleted: set again
+    airflow_env.db_path(settings).unlink()
+    assert prepare(settings, {}) and len(ran) == 8  # the database deleted
+    assert not prepare(settings, {}) and len(ran) == 8
 
 
 def test_airflow_health_is_each_components_status_or_none(tmp_path: Path) -> None:

@@ -174,3 +174,55 @@ def run_airflow(
 
 def migrate(settings: Settings, env: dict[str, str], niceness: int = 0) -> None:
     run_airflow(settings, ["db", "migrate"], env, niceness=niceness)
+
+
+#: The pool the DAGs' warehouse tasks share (``dags/musify_hourly.py``): one writer.
+POOL = ("musify_warehouse", 1, "one writer of the warehouse")
+
+
+def db_path(settings: Settings) -> Path:
+    return airflow_home(settings) / "airflow.db"
+
+
+def _release(settings: Settings) -> list[str]:
+    """The Airflow distributions installed in Airflow's venv (their dist-info names carry
+    the versions): a database migrated by them needs no migration by them again."""
+    venv = airflow_bin(settings).parent.parent
+    return sorted(p.name for p in venv.glob("lib/python*/site-packages/apache_airflow*.dist-info"))
+
+
+def _pool_slots(settings: Settings) -> int | None:
+    import sqlite3
+
+    path = db_path(settings)
+    if not path.is_file():
+        return None
+    try:
+        con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=5.0)
+        try:
+            row = con.execute("select slots from slot_pool where pool = ?", (POOL[0],)).fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+    return int(row[0]) if row else None
+
+
+def prepare_database(settings: Settings, env: dict[str, str], niceness: int = 0) -> bool:
+    """Migrate Airflow's database and set Musify's pool in it, unless this home's
+    database was prepared by the same Airflow release and still holds the pool (the two
+    commands take ~8 s of every restart on two cores; a new or upgraded Airflow, or a
+    deleted database or pool, prepares it again). Returns whether it ran them."""
+    stamp = airflow_home(settings) / "prepared.json"
+    want = {"airflow": _release(settings), "pool": [POOL[0], POOL[1]]}
+    try:
+        done = json.loads(stamp.read_text()) == want
+    except (OSError, ValueError):
+        done = False
+    if done and _pool_slots(settings) == POOL[1]:
+        return False
+    stamp.unlink(missing_ok=True)
+    migrate(settings, env, niceness=niceness)
+    run_airflow(settings, ["pools", "set", POOL[0], str(POOL[1]), POOL[2]], env)
+    stamp.write_text(json.dumps(want) + "\n")
+    return True

@@ -467,11 +467,9 @@ class Stack:
             )
         # Niced: the stream's JVM, started just before, gets the CPU first (on 2 cores the
         # live section's first data came 64 s after `musify up` without, 53 s with).
-        airflow_env.migrate(s, env, niceness=10)
-        airflow_env.run_airflow(
-            s, ["pools", "set", "musify_warehouse", "1", "one writer of the warehouse"], env
-        )
-        self.say(f"  {'airflow database':<22} ready in {time.monotonic() - t0:.0f} s")
+        ran = airflow_env.prepare_database(s, env, niceness=10)
+        how = f"ready in {time.monotonic() - t0:.0f} s" if ran else "ready (migrated before)"
+        self.say(f"  {'airflow database':<22} {how}")
 
     def _trigger_backfill(self) -> None:
         """Publish the history before the DAG's first hour with one backfill run."""
@@ -633,10 +631,6 @@ def down(settings: Settings, timeout: float = 300.0, say: Callable[[str], None] 
     return True
 
 
-def airflow_db_path(settings: Settings) -> Path:
-    return airflow_env.airflow_home(settings) / "airflow.db"
-
-
 def airflow_db_problem(settings: Settings) -> str | None:
     """Why Airflow's database (SQLite, ``MUSIFY_HOME/airflow/airflow.db``) is broken, as
     one line with what to do; None when it is sound, absent or busy.
@@ -646,7 +640,7 @@ def airflow_db_problem(settings: Settings) -> str | None:
     whose journal needs a writer, is not reported: only corruption is."""
     import sqlite3
 
-    path = airflow_db_path(settings)
+    path = airflow_env.db_path(settings)
     if not path.is_file():
         return None
     try:

@@ -63,7 +63,8 @@ HOUR = {
 }
 RANGE = {"start": "{{ params.start }}", "end": "{{ params.end }}"}
 #: Every task that writes the warehouse takes the one slot of this pool, so the hourly
-#: runs and a backfill never write the DuckDB file at the same time. `musify up` creates it.
+#: runs and a backfill never write the DuckDB file at the same time. `musify up` creates it
+#: (musify.orchestration.airflow_env.POOL: this file imports nothing of Musify's).
 POOL = "musify_warehouse"
 DEFAULT_ARGS = {
     "retries": 3,
