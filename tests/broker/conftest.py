@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from musify.broker.local import free_port, start_broker, stop_broker
 from musify.settings import Settings
@@ -71,6 +71,44 @@ def consume(
                 records.append(Record(part, offset, msg.key(), value))
             if settle_until is None and len(records) >= expected:
                 settle_until = time.monotonic() + settle
+        return records
+    finally:
+        consumer.close()
+
+
+def read_to_end(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Record]:
+    """Every record of a topic no producer writes to any more: each partition is read
+    from its beginning until the broker reports its end (``enable.partition.eof``), so
+    nothing waits for a quiet period. (Tansu's ListOffsets undercounts the end: see
+    ``musify.stream.kafka_source.probe``; its fetch responses do not.)"""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "musify-tests",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "logger": _QUIET,
+        }
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        assert meta.error is None, meta.error
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions])
+        pending = set(meta.partitions)
+        records: list[Record] = []
+        deadline = time.monotonic() + timeout
+        while pending:
+            assert time.monotonic() < deadline, f"{topic}: no end reported for {sorted(pending)}"
+            for msg in consumer.consume(num_messages=10_000, timeout=0.5):
+                err, part = msg.error(), msg.partition()
+                assert part is not None
+                if err is not None:
+                    assert err.code() == KafkaError._PARTITION_EOF, err
+                    pending.discard(part)
+                    continue
+                offset, value = msg.offset(), msg.value()
+                assert offset is not None and value is not None
+                records.append(Record(part, offset, msg.key(), value))
         return records
     finally:
         consumer.close()
