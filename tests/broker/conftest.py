@@ -42,20 +42,24 @@ class Record:
     value: bytes
 
 
+def _consumer(bootstrap: str, eof: bool) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "musify-tests",
+            "enable.auto.commit": False,
+            "enable.partition.eof": eof,
+            "logger": _QUIET,
+        }
+    )
+
+
 def consume(
     bootstrap: str, topic: str, expected: int, timeout: float = 15.0, settle: float = 0.3
 ) -> list[Record]:
     """Read a topic from offset 0 on every partition until ``expected`` records arrived
     (or ``timeout``), then ``settle`` s more to catch extras. No watermarks involved."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "musify-tests",
-            "enable.auto.commit": False,
-            "enable.partition.eof": False,
-            "logger": _QUIET,
-        }
-    )
+    consumer = _consumer(bootstrap, eof=False)
     try:
         meta = consumer.list_topics(topic, timeout=5).topics[topic]
         assert meta.error is None, meta.error
@@ -81,15 +85,7 @@ def read_to_end(bootstrap: str, topic: str, timeout: float = 60.0) -> list[Recor
     from its beginning until the broker reports its end (``enable.partition.eof``), so
     nothing waits for a quiet period. (Tansu's ListOffsets undercounts the end: see
     ``musify.stream.kafka_source.probe``; its fetch responses do not.)"""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "musify-tests",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "logger": _QUIET,
-        }
-    )
+    consumer = _consumer(bootstrap, eof=True)
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         assert meta.error is None, meta.error
