@@ -11,6 +11,12 @@ BQEMU_VENV  ?= .venv-bqemu
 BQEMU_STAMP := $(BQEMU_VENV)/.installed
 LATEST_VENV ?= .venv-latest
 PYTEST_ARGS ?=
+# make test and test-quick run the tests on two workers, one test file at a time each, the
+# longest files first (pytest-xdist; tests/conftest.py orders them): a file keeps its module
+# fixtures, and while one worker waits on a JVM, a broker or Airflow, the other runs.
+# TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # Every environment installs from its lock in requirements/ (make lock writes them), with
 # every hash checked, by uv; uv itself is installed by pip from its own hashed lock.
@@ -81,12 +87,12 @@ test: install
 	$(BIN)/ruff check src tests benchmarks requirements
 	$(BIN)/ruff format --check src tests benchmarks requirements
 	$(BIN)/mypy
-	$(BIN)/pytest --durations=25 $(PYTEST_ARGS)
+	$(PYTEST) --durations=25 $(PYTEST_ARGS)
 
-# The fast subset (about 2 minutes): the tests with the cost marker fast (tests/conftest.py
+# The fast subset (under a minute): the tests with the cost marker fast (tests/conftest.py
 # gives it to every test that needs no broker, JVM, emulator, Airflow or browser).
 test-quick: install
-	$(BIN)/pytest -m fast $(PYTEST_ARGS)
+	$(PYTEST) -m fast $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks requirements
