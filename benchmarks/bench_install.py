@@ -5,6 +5,8 @@ touched: every environment from its hashed lock by uv.
 
 - *cold*: an empty uv cache and no pip cache: everything downloaded (target <= 90 s);
 - *warm*: the venvs removed, the cache kept, as after `make clean` (target <= 20 s);
+- *identical*: every install (cold, then each warm one) leaves the same bytes in every
+  venv (each file's sha256, bytecode caches aside);
 - *baseline*, measured in the same run: pip installing the same locks with
   `--require-hashes` into the same four venvs, with an empty pip cache (what `make
   install` did before uv, minus the open ranges).
@@ -13,6 +15,7 @@ touched: every environment from its hashed lock by uv.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import subprocess
@@ -54,6 +57,24 @@ def _timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
     return time.perf_counter() - t0
 
 
+def _signature(tree: Path) -> str:
+    """One sha256 over the path and content of every file of every venv. Bytecode caches
+    are left out: Python writes them when a package is first imported, not the install.
+    The same tree path every time, so launchers' shebangs and direct_url.json compare."""
+    digest = hashlib.sha256()
+    for venv in VENVS:
+        for path in sorted((tree / venv).rglob("*")):
+            if "__pycache__" in path.parts or path.is_dir() or path.name == ".installed":
+                continue
+            digest.update(str(path.relative_to(tree)).encode() + b"\0")
+            if path.is_symlink():
+                digest.update(b"-> " + os.readlink(path).encode())
+            else:
+                with path.open("rb") as f:
+                    digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
+
+
 def _clean(tree: Path) -> None:
     for venv in VENVS:
         shutil.rmtree(tree / venv, ignore_errors=True)
@@ -91,12 +112,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         make = ["make", "install"]
         cold = _timed(make, tree, env)
         print(f"install cold (empty cache): {cold:.1f} s", flush=True)
+        signatures = [_signature(tree)]
         warm = []
         for _ in range(args.warm_repeats):
             _clean(tree)
             warm.append(_timed(make, tree, env))
+            signatures.append(_signature(tree))
         print(f"install warm (median of {len(warm)}): {median(warm):.1f} s", flush=True)
-        result: dict[str, Any] = {"cold_s": cold, "warm_s": warm, "warm_median_s": median(warm)}
+        identical = len(set(signatures)) == 1
+        print(f"every install byte-identical: {identical} ({signatures[0][:16]})", flush=True)
+        result: dict[str, Any] = {
+            "cold_s": cold,
+            "warm_s": warm,
+            "warm_median_s": median(warm),
+            "identical": identical,
+            "signatures": signatures,
+        }
         cache_bytes = sum(f.stat().st_size for f in uv_cache.rglob("*") if f.is_file())
         result["uv_cache_gb"] = cache_bytes / 1e9
         if not args.no_baseline:

@@ -80,7 +80,8 @@ def test_every_lock_is_installed_from(lock: ModuleType) -> None:
 
 def test_test_tools_are_not_runtime_dependencies() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    tools = {"pytest", "pytest-timeout", "ruff", "mypy", "playwright", "pandas-stubs", "uv"}
+    tools = {"pytest", "pytest-timeout", "pytest-xdist", "ruff", "mypy", "playwright", "uv"}
+    tools.add("pandas-stubs")
     for extra, lines in project["optional-dependencies"].items():
         if extra == "dev":
             continue
