@@ -28,6 +28,10 @@ LOCKS    := requirements
 # dependencies from a hashed lock too.
 UV_PIP   := UV_BUILD_CONSTRAINT=$(LOCKS)/build.txt $(UV) pip
 SYNC     := $(UV_PIP) sync --quiet --require-hashes --index-url https://pypi.org/simple
+# uv leaves whichever copy it wrote last of a file that several distributions ship (dbt's
+# namespace __init__.py files); settle.py reinstalls their owners in a fixed order, so an
+# environment is the same bytes on every install.
+SETTLE   := UV_BUILD_CONSTRAINT=$(LOCKS)/build.txt $(PYTHON) $(LOCKS)/settle.py
 
 .PHONY: install lock test-latest run test test-quick lint typecheck bench docs clean dbt-sources
 
@@ -42,25 +46,27 @@ $(UV_STAMP): $(LOCKS)/uv.txt
 define make_venv
 	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(1)
 	$(SYNC) --python $(1)/bin/python $(2)
+	$(SETTLE) $(1) -- $(UV) pip install --quiet --require-hashes --no-deps \
+		--index-url https://pypi.org/simple --python $(1)/bin/python -r $(2)
 endef
 
-$(STAMP): $(LOCKS)/dev.txt $(LOCKS)/build.txt pyproject.toml $(UV_STAMP)
+$(STAMP): $(LOCKS)/dev.txt $(LOCKS)/build.txt $(LOCKS)/settle.py pyproject.toml $(UV_STAMP)
 	$(call make_venv,$(VENV),$(LOCKS)/dev.txt)
 	$(UV_PIP) install --quiet --no-deps --python $(BIN)/python -e .
 	touch $@
 
 # checkov for tests/deploy: its pinned dependencies clash with dbt-core's, so it gets a venv.
-$(TOOLS_STAMP): $(LOCKS)/tools.txt $(UV_STAMP)
+$(TOOLS_STAMP): $(LOCKS)/tools.txt $(LOCKS)/settle.py $(UV_STAMP)
 	$(call make_venv,$(TOOLS_VENV),$(LOCKS)/tools.txt)
 	touch $@
 
 # Airflow 3 (musify up, the DAG tests): its own venv, it cannot share dbt's dependencies.
-$(AIRFLOW_STAMP): $(LOCKS)/airflow.txt $(UV_STAMP)
+$(AIRFLOW_STAMP): $(LOCKS)/airflow.txt $(LOCKS)/settle.py $(UV_STAMP)
 	$(call make_venv,$(AIRFLOW_VENV),$(LOCKS)/airflow.txt)
 	touch $@
 
 # The BigQuery emulator for the dbt bigquery target's tests: its own venv (DuckDB 1.5).
-$(BQEMU_STAMP): $(LOCKS)/bqemulator.txt $(UV_STAMP)
+$(BQEMU_STAMP): $(LOCKS)/bqemulator.txt $(LOCKS)/settle.py $(UV_STAMP)
 	$(call make_venv,$(BQEMU_VENV),$(LOCKS)/bqemulator.txt)
 	touch $@
 

@@ -4,6 +4,7 @@ fail)."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 import tomllib
@@ -89,3 +90,52 @@ def test_test_tools_are_not_runtime_dependencies() -> None:
         assert not names & tools, f"extra {extra!r} installs test tools {names & tools}"
     runtime = {re.split(r"[<>=~!\[ ;]", line, maxsplit=1)[0] for line in project["dependencies"]}
     assert not runtime & tools
+
+
+# -- settle.py: the files several distributions ship --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def settle() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("musify_settle", REPO / "requirements/settle.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _dist(site: Path, name: str, files: dict[str, bytes], settle: ModuleType) -> None:
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir(parents=True)
+    rows = []
+    for path, content in files.items():
+        (site / path).parent.mkdir(parents=True, exist_ok=True)
+        (site / path).write_bytes(content)
+        rows.append(f"{path},{settle.record_hash(site / path)},{len(content)}")
+    (info / "RECORD").write_text("\n".join([*rows, f"{info.name}/RECORD,,"]) + "\n")
+
+
+def test_a_file_two_distributions_ship_differently_is_contested(
+    settle: ModuleType, tmp_path: Path
+) -> None:
+    site = tmp_path / "site-packages"
+    shim = {"ns/__init__.py": b"# the same in both\n"}
+    _dist(site, "ns_core", {**shim, "ns/shared.py": b"core's\n", "ns/core.py": b""}, settle)
+    _dist(site, "ns_plugin", {**shim, "ns/shared.py": b"plugin's\n"}, settle)
+    conflicts = settle.contested(site)
+    assert list(conflicts) == ["ns/shared.py"]
+    assert settle.winners(conflicts) == ["ns-plugin"]
+    # the plugin was written last: settled; core's copy left behind: not
+    assert settle.unsettled(site) == []
+    (site / "ns/shared.py").write_bytes(b"core's\n")
+    assert settle.unsettled(site) == ["ns/shared.py: not ns-plugin's copy"]
+
+
+@pytest.mark.parametrize("venv", [".venv", ".venv-airflow", ".venv-bqemu", ".venv-tools"])
+def test_make_install_leaves_every_contested_file_settled(settle: ModuleType, venv: str) -> None:
+    """uv writes a contested file's copies in download order; make install settles them
+    (.venv: dbt-core, dbt-adapters, dbt-bigquery and dbt-duckdb all ship dbt/__init__.py)."""
+    if not (REPO / venv).exists():
+        pytest.fail(f"{REPO / venv} is missing: run make install")
+    site = settle.site_packages(REPO / venv)
+    assert settle.unsettled(site) == []
