@@ -16,7 +16,8 @@ PYTEST_ARGS ?=
 # fixtures, and while one worker waits on a JVM, a broker or Airflow, the other runs.
 # TEST_WORKERS=0 runs them in one process.
 TEST_WORKERS ?= 2
-PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+XDIST  := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+PYTEST := $(BIN)/pytest $(XDIST)
 
 # Every environment installs from its lock in requirements/ (make lock writes them), with
 # every hash checked, by uv; uv itself is installed by pip from its own hashed lock.
@@ -82,7 +83,7 @@ test-latest: install
 	$(UV_PIP) install --quiet --refresh --upgrade --python $(LATEST_VENV)/bin/python \
 		-e '.[broker,stream,java,warehouse,gcp,dev,deploy,dashboard]'
 	$(UV_PIP) list --python $(LATEST_VENV)/bin/python --outdated --quiet || true
-	$(LATEST_VENV)/bin/pytest $(PYTEST_ARGS)
+	$(LATEST_VENV)/bin/pytest $(XDIST) $(PYTEST_ARGS)
 
 # The main job on the embedded defaults: the whole pipeline on this machine until Ctrl-C
 # (broker, generator, Spark stream, Airflow, dashboard; state in MUSIFY_HOME).

@@ -98,15 +98,20 @@ def _heaviest_files_first(items: list[pytest.Item]) -> None:
     workers take the test files in this order: the longest first, so that the files
     taken last are short and neither worker runs a long one alone at the end (longest
     processing time first). Each file's tests keep their order."""
+
+    def file(item: pytest.Item) -> str:
+        return item.nodeid.split("::", 1)[0]  # relative to the rootdir, the repository
+
     weight: dict[str, float] = {}
     for item in items:
         cost = next(m.name for m in item.iter_markers() if m.name in COST_SECONDS)
-        weight[item.path.as_posix()] = weight.get(item.path.as_posix(), 0.0) + COST_SECONDS[cost]
+        weight[file(item)] = weight.get(file(item), 0.0) + COST_SECONDS[cost]
 
     def rank(item: pytest.Item) -> tuple[int, float]:
-        file = item.path.relative_to(REPO).as_posix()
-        known = LONGEST_FILES.index(file) if file in LONGEST_FILES else len(LONGEST_FILES)
-        return known, -weight[item.path.as_posix()]
+        known = (
+            LONGEST_FILES.index(file(item)) if file(item) in LONGEST_FILES else len(LONGEST_FILES)
+        )
+        return known, -weight[file(item)]
 
     items.sort(key=rank)
 

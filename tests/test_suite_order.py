@@ -17,6 +17,10 @@ class _Item:
     name: str
     cost: str
 
+    @property
+    def nodeid(self) -> str:
+        return f"{self.path.relative_to(REPO).as_posix()}::{self.name}"
+
     def iter_markers(self) -> list[Any]:
         return [getattr(pytest.mark, self.cost).mark]
 
