@@ -16,6 +16,7 @@ from benchmarks import (
     bench_soak,
     bench_stack,
     bench_stream,
+    bench_tests,
     bench_warehouse,
 )
 
@@ -33,9 +34,11 @@ BENCHMARKS: dict[str, Callable[[list[str] | None], object]] = {
     "scale": bench_scale.main,
     # only when named: hours
     "soak": bench_soak.main,
+    # only when named: the test suite, twice or more (~25 minutes a repeat)
+    "tests": bench_tests.main,
 }
 #: Run only when named: ``python -m benchmarks soak``.
-OPT_IN = {"soak"}
+OPT_IN = {"soak", "tests"}
 
 
 def main() -> None:

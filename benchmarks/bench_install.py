@@ -18,14 +18,13 @@ import argparse
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import REPO, median, save
+from benchmarks.common import checkout, median, save, timed
 
 VENVS = (".venv", ".venv-tools", ".venv-airflow", ".venv-bqemu", ".venv-uv")
 PIP_LOCKS = {
@@ -34,27 +33,6 @@ PIP_LOCKS = {
     ".venv-airflow": "airflow.txt",
     ".venv-bqemu": "bqemulator.txt",
 }
-
-
-def _checkout(into: Path) -> Path:
-    files = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
-    ).stdout.split(b"\0")
-    for name in filter(None, files):
-        source = REPO / name.decode()
-        if source.is_file():
-            target = into / name.decode()
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    return into
-
-
-def _timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, **env}, capture_output=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr.decode()[-2000:]}")
-    return time.perf_counter() - t0
 
 
 def _signature(tree: Path) -> str:
@@ -91,10 +69,10 @@ def _pip_baseline(tree: Path, cache: Path) -> float:
     }
     t0 = time.perf_counter()
     for venv, lock in PIP_LOCKS.items():
-        _timed([sys.executable, "-m", "venv", venv], tree, env)
+        timed([sys.executable, "-m", "venv", venv], tree, env)
         pip = [f"{venv}/bin/python", "-m", "pip", "install", "--quiet"]
-        _timed([*pip, "--no-deps", "--require-hashes", "-r", f"requirements/{lock}"], tree, env)
-    _timed(
+        timed([*pip, "--no-deps", "--require-hashes", "-r", f"requirements/{lock}"], tree, env)
+    timed(
         [".venv/bin/python", "-m", "pip", "install", "--quiet", "--no-deps", "-e", "."], tree, env
     )
     return time.perf_counter() - t0
@@ -106,17 +84,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--no-baseline", action="store_true", help="skip pip (minutes)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="musify-install-") as tmp:
-        tree = _checkout(Path(tmp) / "musify")
+        tree = checkout(Path(tmp) / "musify")
         uv_cache = Path(tmp) / "uv-cache"
         env = {"UV_CACHE_DIR": str(uv_cache), "PIP_NO_CACHE_DIR": "1"}
         make = ["make", "install"]
-        cold = _timed(make, tree, env)
+        cold = timed(make, tree, env)
         print(f"install cold (empty cache): {cold:.1f} s", flush=True)
         signatures = [_signature(tree)]
         warm = []
         for _ in range(args.warm_repeats):
             _clean(tree)
-            warm.append(_timed(make, tree, env))
+            warm.append(timed(make, tree, env))
             signatures.append(_signature(tree))
         print(f"install warm (median of {len(warm)}): {median(warm):.1f} s", flush=True)
         identical = len(set(signatures)) == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -153,3 +154,28 @@ class UpHome:
             check=False,
             timeout=60,
         )
+
+
+def checkout(into: Path) -> Path:
+    """A copy of the working tree's tracked files (git ls-files) at ``into``: a benchmark
+    that installs or tests works there and leaves the checkout alone."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    for name in filter(None, files):
+        source = REPO / name.decode()
+        if source.is_file():
+            target = into / name.decode()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return into
+
+
+def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    """Seconds ``cmd`` took in ``cwd``; its output kept, and shown only when it fails."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env={**os.environ, **env}, capture_output=True)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).decode(errors="replace")[-3000:]
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{tail}")
+    return time.perf_counter() - t0
