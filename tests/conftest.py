@@ -117,14 +117,20 @@ def _heaviest_files_first(items: list[pytest.Item]) -> None:
 
 
 @functools.cache
-def lock_tool() -> ModuleType:
-    """requirements/lock.py: a script, not a package (it runs before any venv exists)."""
-    spec = importlib.util.spec_from_file_location("musify_locks", REPO / "requirements/lock.py")
+def requirements_script(name: str) -> ModuleType:
+    """requirements/<name>.py: a script, not a package (it runs before any venv exists)."""
+    spec = importlib.util.spec_from_file_location(
+        f"musify_{name}", REPO / "requirements" / f"{name}.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up by name
     spec.loader.exec_module(module)
     return module
+
+
+def lock_tool() -> ModuleType:
+    return requirements_script("lock")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -4,7 +4,6 @@ fail)."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 import tomllib
@@ -13,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from tests.conftest import REPO, lock_tool
+from tests.conftest import REPO, lock_tool, requirements_script
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +96,7 @@ def test_test_tools_are_not_runtime_dependencies() -> None:
 
 @pytest.fixture(scope="module")
 def settle() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("musify_settle", REPO / "requirements/settle.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return requirements_script("settle")
 
 
 def _dist(site: Path, name: str, files: dict[str, bytes], settle: ModuleType) -> None:
